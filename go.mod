@@ -1,0 +1,3 @@
+module github.com/vouch-dev/vouch
+
+go 1.26.8
