@@ -2,4 +2,7 @@ module github.com/vouch-dev/vouch
 
 go 1.26.8
 
-require golang.org/x/mod v0.42.0 // indirect
+require (
+	github.com/BurntSushi/toml v1.6.0 // indirect
+	golang.org/x/mod v0.42.0 // indirect
+)

@@ -1,0 +1,274 @@
+// Package config reads and validates a vouch node's configuration: a TOML
+// file whose top-level keys are also flags of `vouch serve`, so a builder
+// needs no file at all. The schema, with a commented example, is in
+// docs/config.md; this package is its single source of truth.
+//
+// Which roles a node runs follows from what is configured:
+//
+//	key      present → log role (this node is a builder and keeps a log)
+//	builder  present → follow role (replicate and verify those logs)
+//	nix-key  present → substituter role (serve agreed paths to Nix)
+//	dashboard = true → web dashboard at /
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/vouch-dev/vouch/keys"
+)
+
+// Config is a node's whole configuration.
+type Config struct {
+	State  string `toml:"state"`   // directory for everything the node writes
+	Listen string `toml:"listen"`  // HTTP address: /log/, the substituter, the dashboard
+	Key    string `toml:"key"`     // builder key file: enables the log role
+	Store  string `toml:"store"`   // root of the Nix store on disk; "/" means /nix/store
+	NixKey string `toml:"nix-key"` // Nix cache secret key: enables the substituter
+	Socket string `toml:"socket"`  // submit socket; default STATE/vouch.sock
+	// SocketGroup, if set, is the group allowed to submit (mode 0660);
+	// otherwise only the daemon's user may (mode 0600).
+	SocketGroup string `toml:"socket-group"`
+	Dashboard   bool   `toml:"dashboard"`
+
+	Builders  []Builder  `toml:"builder"`
+	Quorum    Quorum     `toml:"quorum"`
+	Upstreams []Upstream `toml:"upstream"`
+	Follow    Follow     `toml:"follow"`
+
+	// Path is the file the config was read from, for messages.
+	Path string `toml:"-"`
+}
+
+// Builder is one log the node follows and, through the quorum, trusts.
+type Builder struct {
+	Name     string `toml:"name"`
+	VKey     string `toml:"vkey"`     // signed-note verifier key
+	Log      string `toml:"log"`      // base URL of the log's tiles, ending in /
+	Operator string `toml:"operator"` // who runs it; defaults to Name
+	Weight   int    `toml:"weight"`   // votes this builder carries; default 1
+}
+
+// Quorum is the rule a verdict applies.
+type Quorum struct {
+	Min          int    `toml:"min"`           // agreeing distinct builders (weighted)
+	MinOperators int    `toml:"min-operators"` // distinct operators among them
+	OnConflict   string `toml:"on-conflict"`   // "majority" or "refuse"
+}
+
+// Upstream is a binary cache or peer NAR bytes may come from.
+type Upstream struct {
+	URL     string   `toml:"url"`
+	Timeout Duration `toml:"timeout"` // whole-request bound; default 5m
+}
+
+// Follow tunes the follow role.
+type Follow struct {
+	Interval Duration `toml:"interval"` // time between polls of one log; default 10s
+}
+
+// Duration is a time.Duration written as "10s" in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: %w (write e.g. \"10s\" or \"2m\")", b, err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration as Go formats it.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// Conflict handling modes.
+const (
+	OnConflictMajority = "majority"
+	OnConflictRefuse   = "refuse"
+)
+
+// Load reads the TOML file at path. Unknown keys are errors: a misspelt
+// "min-operator" must not silently weaken a policy.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c.Path = path
+	return c, nil
+}
+
+// Parse decodes a config from TOML text, applies defaults and validates it.
+func Parse(b []byte) (*Config, error) {
+	c := &Config{}
+	md, err := toml.Decode(string(b), c)
+	if err != nil {
+		return nil, err
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		names := make([]string, len(und))
+		for i, k := range und {
+			names[i] = k.String()
+		}
+		return nil, fmt.Errorf("unknown key(s) %s (see docs/config.md for the schema)", strings.Join(names, ", "))
+	}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// DefaultState is where a node keeps its state when none is configured.
+func DefaultState() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "vouch")
+	}
+	if h, err := os.UserHomeDir(); err == nil && os.Getuid() != 0 {
+		return filepath.Join(h, ".local", "state", "vouch")
+	}
+	return "/var/lib/vouch"
+}
+
+// Defaults fills in everything left unset.
+func (c *Config) Defaults() {
+	if c.State == "" {
+		c.State = DefaultState()
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.Store == "" {
+		c.Store = "/"
+	}
+	if c.Socket == "" {
+		c.Socket = filepath.Join(c.State, "vouch.sock")
+	}
+	if c.Follow.Interval.Duration == 0 {
+		c.Follow.Interval.Duration = 10 * time.Second
+	}
+	for i := range c.Builders {
+		b := &c.Builders[i]
+		if b.Operator == "" {
+			b.Operator = b.Name
+		}
+		if b.Weight == 0 {
+			b.Weight = 1
+		}
+		if b.Log != "" && !strings.HasSuffix(b.Log, "/") {
+			b.Log += "/"
+		}
+	}
+	if c.Quorum.OnConflict == "" {
+		c.Quorum.OnConflict = OnConflictRefuse
+	}
+	if c.Quorum.Min == 0 && len(c.Builders) > 0 {
+		// A strict majority of the configured weight: the safe default.
+		c.Quorum.Min = c.TotalWeight()/2 + 1
+	}
+	if c.Quorum.MinOperators == 0 && len(c.Builders) > 0 {
+		c.Quorum.MinOperators = 1
+	}
+	for i := range c.Upstreams {
+		if c.Upstreams[i].Timeout.Duration == 0 {
+			c.Upstreams[i].Timeout.Duration = 5 * time.Minute
+		}
+	}
+}
+
+// TotalWeight is the sum of the configured builders' weights.
+func (c *Config) TotalWeight() int {
+	n := 0
+	for _, b := range c.Builders {
+		n += b.Weight
+	}
+	return n
+}
+
+// StoreDir returns the directory on disk that holds /nix/store's files.
+func (c *Config) StoreDir() string {
+	return filepath.Join(c.Store, "nix", "store")
+}
+
+// Validate checks the config and explains the first problem it finds.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	names := map[string]bool{}
+	keyOwner := map[string]string{}
+	operators := map[string]bool{}
+	for i, b := range c.Builders {
+		where := fmt.Sprintf("builder #%d (%q)", i+1, b.Name)
+		if err := keys.ValidName(b.Name); err != nil {
+			bad("%s: %v", where, err)
+		}
+		if names[b.Name] {
+			bad("%s: duplicate builder name", where)
+		}
+		names[b.Name] = true
+		pub, err := keys.VerifierPublicKey(b.VKey)
+		if err != nil {
+			bad("%s: vkey: %v", where, err)
+		} else if _, err := keys.NewVerifier(b.VKey); err != nil {
+			bad("%s: %v", where, err)
+		} else {
+			id := keys.KeyID(pub)
+			if other, dup := keyOwner[id]; dup {
+				// The same key under two names would count twice towards a
+				// quorum: one builder posing as two.
+				bad("%s: uses the same key as builder %q; one key is one builder", where, other)
+			}
+			keyOwner[id] = b.Name
+		}
+		if u, err := url.Parse(b.Log); err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") || (u.Scheme != "file" && u.Host == "") {
+			bad("%s: log %q must be an http(s):// or file:// URL", where, b.Log)
+		}
+		if b.Weight < 0 {
+			bad("%s: weight must be positive", where)
+		}
+		operators[b.Operator] = true
+	}
+	if len(c.Builders) > 0 {
+		q := c.Quorum
+		if q.Min < 1 {
+			bad("quorum.min must be at least 1")
+		}
+		if q.Min > c.TotalWeight() {
+			bad("quorum.min = %d can never be met: the %d configured builders carry %d votes in all", q.Min, len(c.Builders), c.TotalWeight())
+		}
+		if q.MinOperators < 1 || q.MinOperators > len(operators) {
+			bad("quorum.min-operators = %d can never be met with %d distinct operators configured", q.MinOperators, len(operators))
+		}
+		if q.OnConflict != OnConflictMajority && q.OnConflict != OnConflictRefuse {
+			bad("quorum.on-conflict = %q: want %q or %q", q.OnConflict, OnConflictMajority, OnConflictRefuse)
+		}
+		if q.OnConflict == OnConflictMajority && 2*q.Min <= c.TotalWeight() {
+			// With min at or below half the votes, two different outputs
+			// could both reach the quorum; majority then has no winner.
+			bad("quorum.on-conflict = majority needs quorum.min > half of the total weight (%d), got %d", c.TotalWeight(), q.Min)
+		}
+	}
+	for i, u := range c.Upstreams {
+		pu, err := url.Parse(u.URL)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			bad("upstream #%d: url %q must be http:// or https://", i+1, u.URL)
+		}
+	}
+	if c.Follow.Interval.Duration < 100*time.Millisecond {
+		bad("follow.interval = %v is too short (at least 100ms)", c.Follow.Interval.Duration)
+	}
+	return errors.Join(errs...)
+}

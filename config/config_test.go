@@ -1,0 +1,90 @@
+package config
+
+import (
+	"crypto/rand"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vouch-dev/vouch/keys"
+)
+
+func vkey(t *testing.T, name string) string {
+	_, v, err := note.GenerateKey(rand.Reader, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestParseDefaults(t *testing.T) {
+	a, b, c := vkey(t, "a"), vkey(t, "b"), vkey(t, "c")
+	cfg, err := Parse([]byte(`
+state = "/tmp/x"
+[[builder]]
+name = "a"
+vkey = "` + a + `"
+log = "http://127.0.0.1:1/log"
+[[builder]]
+name = "b"
+vkey = "` + b + `"
+log = "http://127.0.0.1:2/log/"
+operator = "org"
+[[builder]]
+name = "c"
+vkey = "` + c + `"
+log = "http://127.0.0.1:3/log/"
+operator = "org"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Quorum.Min != 2 || cfg.Quorum.MinOperators != 1 || cfg.Quorum.OnConflict != "refuse" {
+		t.Fatalf("quorum defaults %+v", cfg.Quorum)
+	}
+	if cfg.Builders[0].Log != "http://127.0.0.1:1/log/" || cfg.Builders[0].Operator != "a" || cfg.Builders[0].Weight != 1 {
+		t.Fatalf("builder defaults %+v", cfg.Builders[0])
+	}
+	if cfg.Socket != "/tmp/x/vouch.sock" {
+		t.Fatal(cfg.Socket)
+	}
+}
+
+func TestValidationMessages(t *testing.T) {
+	a, b := vkey(t, "a"), vkey(t, "b")
+	cases := map[string]struct{ toml, want string }{
+		"unknown key":    {`min-operator = 2`, "unknown key"},
+		"duplicate name": {bld("a", a) + bld("a", b), "duplicate builder name"},
+		"same key twice": {bld("a", a) + bld("b", rename(t, a, "b")), "same key"},
+		"unreachable":    {bld("a", a) + bld("b", b) + "[quorum]\nmin = 3\n", "can never be met"},
+		"operators":      {bld("a", a) + bld("b", b) + "[quorum]\nmin = 2\nmin-operators = 3\n", "min-operators = 3 can never be met"},
+		"bad conflict":   {bld("a", a) + "[quorum]\non-conflict = \"vote\"\n", "on-conflict"},
+		"bad vkey":       {bld("a", "nonsense"), "vkey"},
+		"bad url":        {strings.Replace(bld("a", a), "http://", "ftp://", 1), "must be an http"},
+		"bad duration":   {"[follow]\ninterval = \"often\"\n", "duration"},
+	}
+	for name, tc := range cases {
+		_, err := Parse([]byte(tc.toml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error containing %q", name, err, tc.want)
+		}
+	}
+}
+
+// rename returns the same Ed25519 key as vk under another name.
+func rename(t *testing.T, vk, name string) string {
+	pub, err := keys.VerifierPublicKey(vk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewEd25519VerifierKey(name, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func bld(name, vkey string) string {
+	return "[[builder]]\nname = \"" + name + "\"\nvkey = \"" + vkey + "\"\nlog = \"http://127.0.0.1:9/log/\"\n"
+}
