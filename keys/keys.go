@@ -145,8 +145,12 @@ func LoadIdentity(path string) (*Identity, error) {
 	}
 	// note.Signer does not expose the key; OCI attestations need it, so the
 	// documented encoding is decoded here: PRIVATE+KEY+name+hash+base64(0x01‖seed).
-	parts := strings.Split(skey, "+")
-	raw, err := base64.StdEncoding.DecodeString(parts[len(parts)-1])
+	// The base64 may itself contain '+', so split off exactly four fields.
+	parts := strings.SplitN(skey, "+", 5)
+	if len(parts) != 5 {
+		return nil, fmt.Errorf("%s: malformed signed-note private key", path)
+	}
+	raw, err := base64.StdEncoding.DecodeString(parts[4])
 	if err != nil || len(raw) != 1+ed25519.SeedSize || raw[0] != 1 {
 		return nil, fmt.Errorf("%s: only Ed25519 signed-note keys are supported", path)
 	}
@@ -182,7 +186,7 @@ func NewVerifier(vkey string) (note.Verifier, error) {
 
 // VerifierPublicKey returns the raw Ed25519 key inside a verifier key.
 func VerifierPublicKey(vkey string) (ed25519.PublicKey, error) {
-	parts := strings.Split(strings.TrimSpace(vkey), "+")
+	parts := strings.SplitN(strings.TrimSpace(vkey), "+", 3)
 	if len(parts) != 3 {
 		return nil, errors.New("verifier key must have the form name+hex8+base64")
 	}
