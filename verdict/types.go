@@ -1,0 +1,45 @@
+package verdict
+
+import "github.com/vouch-dev/vouch/claim"
+
+// Outcome is the answer of a verdict.
+type Outcome string
+
+// The three possible outcomes. Only Trusted lets an output through.
+const (
+	Trusted      Outcome = "trusted"
+	Insufficient Outcome = "insufficient"
+	Conflict     Outcome = "conflict"
+)
+
+// Verdict is the decision for one (kind, subject) under a policy, with the
+// evidence it rests on.
+type Verdict struct {
+	Kind    claim.Kind `json:"kind"`
+	Subject string     `json:"subject"`
+	Outcome Outcome    `json:"outcome"`
+	// Value is the agreed claim when Outcome is Trusted; nil otherwise.
+	// Its output fields (NarHash, NarSize, References, OutPath, Digest) are
+	// the only ones a consumer may use.
+	Value *claim.Claim `json:"value,omitempty"`
+	// Reason explains the outcome in one sentence for humans.
+	Reason string `json:"reason"`
+
+	Agreed      []Vote   `json:"agreed"`      // builders whose claim equals Value (or the leading output)
+	Disagreed   []Vote   `json:"disagreed"`   // builders with another output
+	Silent      []string `json:"silent"`      // configured builders with no claim for the subject
+	Compromised []string `json:"compromised"` // configured builders whose log is marked compromised
+}
+
+// Vote is one builder's claim as used in a verdict.
+type Vote struct {
+	Builder  string `json:"builder"`
+	Operator string `json:"operator"`
+	Weight   int    `json:"weight"`
+	Output   string `json:"output"` // claim.Output() of its claim
+	Index    uint64 `json:"index"`  // the claim's index in that builder's log
+	// TreeSize and Proof are an RFC 6962 inclusion proof of the entry at
+	// Index in the builder's verified checkpoint of size TreeSize.
+	TreeSize uint64   `json:"tree_size"`
+	Proof    [][]byte `json:"proof,omitempty"`
+}
