@@ -43,3 +43,25 @@ type Vote struct {
 	TreeSize uint64   `json:"tree_size"`
 	Proof    [][]byte `json:"proof,omitempty"`
 }
+
+// Entry is one builder's claim as the follower's index holds it.
+type Entry struct {
+	Builder string // the builder's name in the policy
+	Claim   *claim.Claim
+	Index   uint64 // the claim's index in that builder's log
+}
+
+// Source is what a verdict reads: the follower's verified index. It is
+// implemented by the index package; lookups are local, never remote.
+type Source interface {
+	// Claims returns every indexed claim for (kind, subject) from every
+	// followed log, in any order. One log yields at most one entry per
+	// subject unless it misbehaved (then it is also Compromised).
+	Claims(kind claim.Kind, subject string) ([]Entry, error)
+	// Compromised reports whether the named builder's log was marked
+	// compromised (evidence recorded); its claims then count for nothing.
+	Compromised(builder string) bool
+	// InclusionProof returns an RFC 6962 inclusion proof of the entry at
+	// index in the builder's latest verified checkpoint, of size treeSize.
+	InclusionProof(builder string, index uint64) (treeSize uint64, proof [][]byte, err error)
+}
