@@ -1,0 +1,396 @@
+// Package buildlog is a builder's own log: an append-only Merkle log of
+// claims (package claim) published as static C2SP tlog-tiles with a C2SP
+// tlog-checkpoint signed by the builder's key.
+//
+// The log engine is tessera's POSIX driver; this package is the thin vouch
+// "personality" on top of it. It adds what tessera has no notion of:
+//
+//   - One subject, one output. A log must never hold two different outputs
+//     for the same (kind, subject). Add refuses such a claim with
+//     ErrConflict and keeps the logged one. The check uses a subject index
+//     (bbolt) that follows the log: it is rebuilt from the log's own entries
+//     after a crash, so the log, not the index, is the truth.
+//   - Idempotence. Resubmitting a claim that agrees with the logged one
+//     returns the logged index and Duplicate=true. A client whose connection
+//     died after the claim became durable can therefore simply retry.
+//   - One writer. An exclusive flock on STATE/log.lock is taken at Open;
+//     a second daemon on the same state directory fails at once with a clear
+//     error instead of corrupting the log.
+//
+// # Durability
+//
+// Add returns only when tessera has integrated the entry: the entry bundle,
+// the hash tiles and the tree state are written with fsync and atomic
+// renames. An acknowledged claim therefore survives kill -9 and power loss.
+// A checkpoint committing to it is published within the checkpoint interval
+// (one second by default). If Add returns an error other than ErrConflict or
+// a validation error, the claim's fate is unknown: retry it (retries are
+// idempotent), do not assume it was rejected.
+package buildlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/api"
+	"github.com/transparency-dev/tessera/storage/posix"
+
+	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/keys"
+)
+
+// ErrConflict is returned by Add when the log already holds a different
+// output for the claim's subject.
+var ErrConflict = errors.New("the log already holds a different output for this subject")
+
+// ConflictError carries the logged claim that a new claim disagreed with.
+type ConflictError struct {
+	Logged *claim.Claim
+	Index  uint64
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("%v: %s was logged at index %d with %s; the logged claim is kept", ErrConflict, e.Logged.Subject, e.Index, e.Logged.Output())
+}
+
+func (e *ConflictError) Unwrap() error { return ErrConflict }
+
+// Options configure a log.
+type Options struct {
+	// Dir is the directory holding the tiles (served at /log/) and the
+	// log's private state. It is created if missing.
+	Dir string
+	// Identity signs checkpoints; its name is the log's origin line.
+	Identity *keys.Identity
+	// CheckpointInterval is how often a new checkpoint is published while
+	// the log grows. Default 1s.
+	CheckpointInterval time.Duration
+	// BatchMaxAge bounds how long an entry waits for its batch to fill
+	// before being integrated: the latency to durable. Default 25ms.
+	BatchMaxAge time.Duration
+	// BatchMaxSize is the most entries integrated in one batch. Size it to
+	// the expected concurrency. Default 1024.
+	BatchMaxSize uint
+}
+
+// Log is an open builder log. It is safe for concurrent use.
+type Log struct {
+	dir      string
+	origin   string
+	appender *tessera.Appender
+	shutdown func(context.Context) error
+	reader   tessera.LogReader
+	subjects *subjectIndex
+	cancel   context.CancelFunc
+	lockFile *os.File
+
+	inflightMu sync.Mutex
+	inflight   map[string]chan struct{} // subject key → closed when its Add ends
+}
+
+// Open opens (or creates) the log in opts.Dir, takes the single-writer
+// lock, and brings the subject index up to date with the log before
+// accepting any write.
+func Open(ctx context.Context, opts Options) (*Log, error) {
+	if opts.Identity == nil {
+		return nil, errors.New("buildlog: a builder identity is required to sign checkpoints")
+	}
+	if opts.CheckpointInterval == 0 {
+		opts.CheckpointInterval = time.Second
+	}
+	if opts.BatchMaxAge == 0 {
+		opts.BatchMaxAge = 25 * time.Millisecond
+	}
+	if opts.BatchMaxSize == 0 {
+		opts.BatchMaxSize = 1024
+	}
+	tiles := filepath.Join(opts.Dir, "tiles")
+	if err := os.MkdirAll(tiles, 0o755); err != nil {
+		return nil, fmt.Errorf("buildlog: %w", err)
+	}
+	lock, err := lockExclusive(filepath.Join(opts.Dir, "log.lock"))
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOrigin(filepath.Join(opts.Dir, "origin"), opts.Identity.Name); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	l := &Log{dir: tiles, origin: opts.Identity.Name, lockFile: lock, inflight: map[string]chan struct{}{}}
+	fail := func(err error) (*Log, error) {
+		l.closeAfterFailedOpen()
+		return nil, err
+	}
+	if err := checkTilesDir(tiles); err != nil {
+		return fail(err)
+	}
+
+	l.subjects, err = openSubjectIndex(filepath.Join(opts.Dir, "subjects.db"))
+	if err != nil {
+		return fail(err)
+	}
+	l.subjects.reader = l.readEntry
+
+	bg, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	driver, err := posix.New(bg, posix.Config{Path: tiles})
+	if err != nil {
+		return fail(fmt.Errorf("buildlog: open tiles in %s: %w", tiles, err))
+	}
+	ao := tessera.NewAppendOptions().
+		WithCheckpointSigner(opts.Identity.Signer).
+		WithCheckpointInterval(opts.CheckpointInterval).
+		WithBatching(opts.BatchMaxSize, opts.BatchMaxAge).
+		// vouch's subject index replaces tessera's antispam; the posix
+		// driver's garbage collector only removes partial tiles and bundles
+		// superseded by full ones.
+		WithGarbageCollectionInterval(10 * time.Second)
+	appender, shutdown, reader, err := tessera.NewAppender(bg, driver, ao)
+	if err != nil {
+		return fail(fmt.Errorf("buildlog: start the log in %s: %w (if the state directory was damaged, restore it from a backup; vouch will not rewrite a log)", tiles, err))
+	}
+	l.appender, l.shutdown, l.reader = appender, shutdown, reader
+	if err := l.catchUp(ctx); err != nil {
+		return fail(err)
+	}
+	return l, nil
+}
+
+func (l *Log) closeAfterFailedOpen() {
+	if l.shutdown != nil {
+		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		l.shutdown(sctx)
+		c()
+	}
+	if l.cancel != nil {
+		l.cancel()
+	}
+	if l.subjects != nil {
+		l.subjects.close()
+	}
+	l.lockFile.Close()
+}
+
+// lockExclusive takes a non-blocking exclusive flock, so that exactly one
+// process writes a log: two writers on one tessera POSIX log corrupt it.
+func lockExclusive(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("buildlog: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("buildlog: %s is locked by another process (is another vouch daemon running on this state directory?): %w", path, err)
+	}
+	return f, nil
+}
+
+// checkOrigin pins the log's origin: a state directory created for one key
+// must not silently start signing with another, which would look like a
+// fork to every follower.
+func checkOrigin(path, origin string) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return writeFileSync(path, []byte(origin+"\n"))
+	}
+	if err != nil {
+		return fmt.Errorf("buildlog: %w", err)
+	}
+	if got := string(b); got != origin+"\n" {
+		return fmt.Errorf("buildlog: this log was created for key %q but the configured key is %q; use the original key or a new state directory", trimNL(got), origin)
+	}
+	return nil
+}
+
+// checkTilesDir refuses to start on a tiles directory that has lost its
+// tree state while keeping tiles: tessera would start a fresh, empty tree
+// over the old tiles, and followers would see the log roll back.
+func checkTilesDir(tiles string) error {
+	_, errState := os.Stat(filepath.Join(tiles, ".state", "treeState"))
+	_, errCP := os.Stat(filepath.Join(tiles, "checkpoint"))
+	if errors.Is(errState, os.ErrNotExist) && errCP == nil {
+		return fmt.Errorf("buildlog: %s has a checkpoint but no .state/treeState: the state directory is damaged; restore it from a backup (starting over would roll the log back and followers would flag it)", tiles)
+	}
+	if errState == nil {
+		b, err := os.ReadFile(filepath.Join(tiles, ".state", "treeState"))
+		if err != nil || len(b) == 0 {
+			return fmt.Errorf("buildlog: %s/.state/treeState is unreadable or empty: the state directory is damaged; restore it from a backup", tiles)
+		}
+	}
+	return nil
+}
+
+func trimNL(s string) string {
+	if n := len(s); n > 0 && s[n-1] == '\n' {
+		return s[:n-1]
+	}
+	return s
+}
+
+func writeFileSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Origin is the log's origin line (the builder key's name).
+func (l *Log) Origin() string { return l.origin }
+
+// TilesDir is the directory served at /log/.
+func (l *Log) TilesDir() string { return l.dir }
+
+// Result is the outcome of a successful Add.
+type Result struct {
+	Index     uint64
+	Duplicate bool // an agreeing claim was already logged at Index
+}
+
+// Add appends c to the log and returns once it is durable. See the package
+// doc for the conflict and idempotence rules.
+func (l *Log) Add(ctx context.Context, c *claim.Claim) (Result, error) {
+	entry, err := c.Marshal()
+	if err != nil {
+		return Result{}, fmt.Errorf("invalid claim: %w", err)
+	}
+	key := c.Key()
+	release := l.lockSubject(key)
+	defer release()
+
+	if logged, idx, ok, err := l.subjects.lookup(key); err != nil {
+		return Result{}, err
+	} else if ok {
+		if logged.Agrees(c) {
+			return Result{Index: idx, Duplicate: true}, nil
+		}
+		return Result{}, &ConflictError{Logged: logged, Index: idx}
+	}
+	idx, err := l.appender.Add(ctx, tessera.NewEntry(entry))()
+	if err != nil {
+		return Result{}, fmt.Errorf("append (the claim may or may not be logged; retrying is safe): %w", err)
+	}
+	if err := l.subjects.record(key, entry, idx.Index); err != nil {
+		// The claim is durable in the log; the index catches up from the
+		// log at the next start. Report success: the log is the truth.
+		return Result{Index: idx.Index}, nil
+	}
+	return Result{Index: idx.Index}, nil
+}
+
+// lockSubject serialises Adds for one subject, so two concurrent
+// submissions with different outputs cannot both pass the conflict check.
+func (l *Log) lockSubject(key string) func() {
+	for {
+		l.inflightMu.Lock()
+		ch, busy := l.inflight[key]
+		if !busy {
+			ch = make(chan struct{})
+			l.inflight[key] = ch
+			l.inflightMu.Unlock()
+			return func() {
+				l.inflightMu.Lock()
+				delete(l.inflight, key)
+				l.inflightMu.Unlock()
+				close(ch)
+			}
+		}
+		l.inflightMu.Unlock()
+		<-ch
+	}
+}
+
+// Lookup returns the logged claim for (kind, subject), if any.
+func (l *Log) Lookup(kind claim.Kind, subject string) (*claim.Claim, uint64, bool, error) {
+	return l.subjects.lookup(string(kind) + " " + subject)
+}
+
+// Size returns the size of the integrated tree (which may be ahead of the
+// latest published checkpoint by up to one checkpoint interval).
+func (l *Log) Size(ctx context.Context) (uint64, error) {
+	return l.reader.IntegratedSize(ctx)
+}
+
+// Checkpoint returns the latest published signed checkpoint.
+func (l *Log) Checkpoint(ctx context.Context) ([]byte, error) {
+	return l.reader.ReadCheckpoint(ctx)
+}
+
+// catchUp indexes every entry between the subject index's high-water mark
+// and the integrated size. After a crash between integration and indexing
+// this is what keeps "one subject, one output" true.
+func (l *Log) catchUp(ctx context.Context) error {
+	size, err := l.reader.IntegratedSize(ctx)
+	if err != nil {
+		return fmt.Errorf("buildlog: read tree size: %w", err)
+	}
+	from, err := l.subjects.highWater()
+	if err != nil {
+		return err
+	}
+	if from > size {
+		return fmt.Errorf("buildlog: the subject index has seen %d entries but the log holds only %d: the log was rolled back or replaced; restore the state directory from a backup", from, size)
+	}
+	for from < size {
+		bundleIdx := from / 256
+		n := size - bundleIdx*256
+		var p uint8
+		if n < 256 {
+			p = uint8(n)
+		} else {
+			n = 256
+		}
+		raw, err := l.reader.ReadEntryBundle(ctx, bundleIdx, p)
+		if err != nil {
+			return fmt.Errorf("buildlog: catch up: read entry bundle %d: %w", bundleIdx, err)
+		}
+		var eb api.EntryBundle
+		if err := eb.UnmarshalText(raw); err != nil || uint64(len(eb.Entries)) < n {
+			return fmt.Errorf("buildlog: catch up: entry bundle %d is corrupt (want %d entries): %v", bundleIdx, n, err)
+		}
+		batch := make([]indexedEntry, 0, n)
+		for i := from - bundleIdx*256; i < n; i++ {
+			c, err := claim.Parse(eb.Entries[i])
+			if err != nil {
+				return fmt.Errorf("buildlog: catch up: entry %d is not a valid claim: %w", bundleIdx*256+i, err)
+			}
+			batch = append(batch, indexedEntry{key: c.Key(), raw: eb.Entries[i], index: bundleIdx*256 + i})
+		}
+		if err := l.subjects.recordBatch(batch, bundleIdx*256+n); err != nil {
+			return err
+		}
+		from = bundleIdx*256 + n
+	}
+	return nil
+}
+
+// Close stops accepting claims, waits for in-flight ones to be integrated
+// and a checkpoint to be published, and releases the lock.
+func (l *Log) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Shut tessera down before cancelling its context, or pending futures
+	// hang.
+	err := l.shutdown(ctx)
+	l.cancel()
+	if err2 := l.subjects.close(); err == nil {
+		err = err2
+	}
+	l.lockFile.Close()
+	return err
+}
