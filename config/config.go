@@ -155,7 +155,7 @@ func (c *Config) Defaults() {
 		c.Store = "/"
 	}
 	if c.Socket == "" {
-		c.Socket = filepath.Join(c.State, "vouch.sock")
+		c.Socket = c.DefaultSocket()
 	}
 	if c.Follow.Interval.Duration == 0 {
 		c.Follow.Interval.Duration = 10 * time.Second
@@ -188,6 +188,9 @@ func (c *Config) Defaults() {
 		}
 	}
 }
+
+// DefaultSocket is the submit socket's path when none is configured.
+func (c *Config) DefaultSocket() string { return filepath.Join(c.State, "vouch.sock") }
 
 // TotalWeight is the sum of the configured builders' weights.
 func (c *Config) TotalWeight() int {

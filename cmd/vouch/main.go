@@ -10,6 +10,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"k8s.io/klog/v2"
 )
 
 // command is one sub-command. run gets the arguments after the command's
@@ -39,7 +41,19 @@ func usage(w io.Writer) {
 }
 
 func main() {
+	quietEngineLogs()
 	os.Exit(dispatch(os.Args[1:]))
+}
+
+// quietEngineLogs keeps the log engine's informational chatter (klog) off
+// the terminal; its errors still reach stderr. vouch reports what matters
+// through its own structured logs.
+func quietEngineLogs() {
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	fs.Set("logtostderr", "false")
+	fs.Set("stderrthreshold", "ERROR")
+	klog.SetOutput(io.Discard)
 }
 
 func dispatch(args []string) int {

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/vouch-dev/vouch/config"
+	"github.com/vouch-dev/vouch/keys"
+	"github.com/vouch-dev/vouch/node"
+)
+
+func init() {
+	register(command{name: "serve", summary: "run the roles the config enables (log, follow, substituter, dashboard)", run: runServe})
+}
+
+// nodeFlags are the top-level config keys, also accepted as flags.
+type nodeFlags struct {
+	config, state, listen, key, store, nixKey, socket *string
+}
+
+func addNodeFlags(fs *flag.FlagSet) nodeFlags {
+	return nodeFlags{
+		config: fs.String("config", "", "config file (TOML, see docs/config.md)"),
+		state:  fs.String("state", "", "state directory (default "+config.DefaultState()+")"),
+		listen: fs.String("listen", "", "HTTP listen address (default 127.0.0.1:8080)"),
+		key:    fs.String("key", "", "builder key file: enables the log role"),
+		store:  fs.String("store", "", `root of the Nix store on disk ("/" = /nix/store; a chroot store's directory)`),
+		nixKey: fs.String("nix-key", "", "Nix cache secret key: enables the substituter"),
+		socket: fs.String("socket", "", "submit socket (default STATE/vouch.sock)"),
+	}
+}
+
+// load reads the config file, if any, and applies the flags over it.
+func (f nodeFlags) load() (*config.Config, error) {
+	cfg := &config.Config{}
+	if *f.config != "" {
+		var err error
+		if cfg, err = config.Load(*f.config); err != nil {
+			return nil, err
+		}
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	stateFromFlag := *f.state != "" && *f.state != cfg.State
+	set(&cfg.State, *f.state)
+	set(&cfg.Listen, *f.listen)
+	set(&cfg.Key, *f.key)
+	set(&cfg.Store, *f.store)
+	set(&cfg.NixKey, *f.nixKey)
+	if stateFromFlag && *f.socket == "" {
+		cfg.Socket = "" // re-derive from the new state directory
+	}
+	set(&cfg.Socket, *f.socket)
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func runServe(args []string) int {
+	fs := newFlags("serve", "")
+	nf := addNodeFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := nf.load()
+	if err != nil {
+		return fail("%v", err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	// The embedded default: no config and no key → this machine is a
+	// builder; create its keys on first run.
+	if *nf.config == "" && cfg.Key == "" {
+		name := defaultKeyName()
+		kf := keys.FilesFor(filepath.Join(cfg.State, "keys"), name)
+		if _, err := os.Stat(kf.Key); os.IsNotExist(err) {
+			if _, err := keys.Generate(filepath.Join(cfg.State, "keys"), name); err != nil {
+				return fail("create keys: %v", err)
+			}
+			fmt.Fprintf(os.Stderr, "created keys in %s\n", filepath.Dir(kf.Key))
+		}
+		cfg.Key = kf.Key
+	}
+
+	n, err := node.New(cfg, logger)
+	if err != nil {
+		return fail("%v", err)
+	}
+	n.Ready = func(addr string) { printBanner(cfg, n, addr) }
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := n.Run(ctx); err != nil {
+		return fail("%v", err)
+	}
+	return 0
+}
+
+func defaultKeyName() string {
+	h, err := os.Hostname()
+	if err != nil || keys.ValidName(h) != nil {
+		return "vouch"
+	}
+	return strings.ToLower(h)
+}
+
+func printBanner(cfg *config.Config, n *node.Node, addr string) {
+	fmt.Printf("vouch is serving on http://%s/\n", addr)
+	fmt.Printf("  state:        %s\n", cfg.State)
+	if id := n.Identity(); id != nil {
+		fmt.Printf("  log:          http://%s/log/  (origin %q)\n", addr, id.Name)
+		fmt.Printf("  verifier key: %s\n", id.VerifierKey)
+		if pub, err := os.ReadFile(strings.TrimSuffix(cfg.Key, ".key") + ".nix.pub"); err == nil {
+			fmt.Printf("  nix key:      %s", pub)
+		}
+		fmt.Printf("  submit:       %s  (vouch submit PATH…, or post-build-hook = a script running `vouch hook --state %s`)\n", cfg.Socket, cfg.State)
+	}
+	if len(cfg.Builders) > 0 {
+		fmt.Printf("  following:    %d builders\n", len(cfg.Builders))
+	}
+}

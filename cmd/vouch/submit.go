@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/vouch-dev/vouch/nixstore"
+	"github.com/vouch-dev/vouch/submit"
+)
+
+func init() {
+	register(command{name: "submit", summary: "log store paths through the local daemon", run: runSubmit})
+}
+
+func runSubmit(args []string) int {
+	fs := newFlags("submit", "STOREPATH...")
+	nf := addNodeFlags(fs)
+	closure := fs.Bool("closure", false, "submit every path in the closure of each STOREPATH")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	cfg, err := nf.load()
+	if err != nil {
+		return fail("%v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 24*time.Hour)
+	defer cancel()
+	paths := fs.Args()
+	if *closure {
+		st := nixstore.Store{Root: cfg.Store}
+		seen := map[string]bool{}
+		var all []string
+		for _, p := range paths {
+			cl, err := st.Closure(ctx, p)
+			if err != nil {
+				return fail("closure of %s: %v", p, err)
+			}
+			for _, q := range cl {
+				if !seen[q] {
+					seen[q] = true
+					all = append(all, q)
+				}
+			}
+		}
+		paths = all
+	}
+	c := submit.NewClient(cfg.Socket)
+	bar := newProgress(len(paths), "submitted")
+	failed := 0
+	const chunk = 64
+	for i := 0; i < len(paths); i += chunk {
+		part := paths[i:min(i+chunk, len(paths))]
+		res, err := c.SubmitPaths(ctx, part)
+		if err != nil {
+			bar.done()
+			return fail("%v", err)
+		}
+		for _, r := range res {
+			switch {
+			case r.Error != "":
+				failed++
+				bar.printf("%s: %s\n", r.Subject, r.Error)
+			case !bar.active():
+				dup := ""
+				if r.Duplicate {
+					dup = " (already logged)"
+				}
+				fmt.Printf("%s logged at index %d%s\n", r.Subject, r.Index, dup)
+			}
+		}
+		bar.add(len(part))
+	}
+	bar.done()
+	if failed > 0 {
+		fmt.Fprintf(os.Stderr, "vouch: %d of %d paths were not logged\n", failed, len(paths))
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,194 @@
+// Package node runs the roles a vouch config enables, in one process:
+//
+//	log          key set       the builder's log: submit socket, hook spool, /log/
+//	follow       [[builder]]   verified replicas of the listed logs (package follow)
+//	substituter  nix-key set   a Nix binary cache of agreed paths (package substituter)
+//	dashboard    dashboard     the web dashboard at /
+//
+// Every role shares one HTTP listener. The node shuts down cleanly on
+// context cancellation: the log stops accepting claims, waits for in-flight
+// ones to become durable and publishes a final checkpoint.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/vouch-dev/vouch/buildlog"
+	"github.com/vouch-dev/vouch/config"
+	"github.com/vouch-dev/vouch/hook"
+	"github.com/vouch-dev/vouch/keys"
+	"github.com/vouch-dev/vouch/nixstore"
+	"github.com/vouch-dev/vouch/submit"
+)
+
+// Node is a configured, not yet running, vouch node.
+type Node struct {
+	cfg    *config.Config
+	logger *slog.Logger
+
+	identity *keys.Identity
+	mux      *http.ServeMux
+
+	// Ready, if set, is called once the node listens, with the HTTP address.
+	Ready func(addr string)
+}
+
+// New prepares a node: it creates the state directory and loads keys, but
+// opens nothing yet.
+func New(cfg *config.Config, logger *slog.Logger) (*Node, error) {
+	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", cfg.State, err)
+	}
+	n := &Node{cfg: cfg, logger: logger, mux: http.NewServeMux()}
+	if cfg.Key != "" {
+		id, err := keys.LoadIdentity(cfg.Key)
+		if err != nil {
+			return nil, err
+		}
+		n.identity = id
+	}
+	return n, nil
+}
+
+// Identity is the builder identity, or nil when the log role is off.
+func (n *Node) Identity() *keys.Identity { return n.identity }
+
+// SpoolDir is where `vouch hook` queues post-build events for this node.
+func SpoolDir(state string) string { return filepath.Join(state, "spool") }
+
+// Run runs every enabled role until ctx ends or one fails.
+func (n *Node) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+
+	var closers []func() error
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			if err := closers[i](); err != nil {
+				n.logger.Error("shutdown", "err", err)
+			}
+		}
+	}()
+
+	if n.identity != nil {
+		l, err := buildlog.Open(ctx, buildlog.Options{Dir: filepath.Join(n.cfg.State, "log"), Identity: n.identity})
+		if err != nil {
+			return err
+		}
+		closers = append(closers, l.Close)
+		n.mux.Handle("/log/", http.StripPrefix("/log", buildlog.Handler(l.TilesDir())))
+		if err := n.startLogRole(ctx, l, run); err != nil {
+			return err
+		}
+	}
+
+	ln, err := net.Listen("tcp", n.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (set --listen to a free address)", n.cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: n.mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	run("http", func(ctx context.Context) error {
+		go func() {
+			<-ctx.Done()
+			sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+			defer c()
+			srv.Shutdown(sctx)
+		}()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	n.logger.Info("listening", "addr", ln.Addr().String())
+	if n.Ready != nil {
+		n.Ready(ln.Addr().String())
+	}
+
+	<-ctx.Done()
+	wg.Wait()
+	close(errc)
+	return <-errc
+}
+
+// startLogRole opens the submit socket and the hook spool drainer.
+func (n *Node) startLogRole(ctx context.Context, l *buildlog.Log, run func(string, func(context.Context) error)) error {
+	store := nixstore.Store{Root: n.cfg.Store}
+	drainer := &hook.Drainer{
+		Spool:   hook.Spool{Dir: SpoolDir(n.cfg.State)},
+		Outputs: store.Outputs,
+		Log: func(ctx context.Context, p string) error {
+			c, err := store.Claim(ctx, p)
+			if err != nil {
+				// The path is not (or no longer) in the store: waiting
+				// will not bring it back.
+				return fmt.Errorf("%w: %v", hook.ErrPermanent, err)
+			}
+			res, err := l.Add(ctx, c)
+			if errors.Is(err, buildlog.ErrConflict) {
+				return fmt.Errorf("%w: %v", hook.ErrPermanent, err)
+			}
+			if err == nil {
+				n.logger.Info("logged", "path", p, "index", res.Index, "duplicate", res.Duplicate)
+			}
+			return err
+		},
+		Logf: func(format string, args ...any) { n.logger.Warn(fmt.Sprintf(format, args...)) },
+	}
+	poke := make(chan struct{}, 1)
+	srv := &submit.Server{
+		Log:   l,
+		Store: store,
+		Drain: func() {
+			select {
+			case poke <- struct{}{}:
+			default:
+			}
+		},
+		Logf: func(format string, args ...any) { n.logger.Warn(fmt.Sprintf(format, args...)) },
+	}
+	sock, err := submit.Listen(n.cfg.Socket, n.cfg.SocketGroup)
+	if err != nil {
+		return err
+	}
+	run("submit", func(ctx context.Context) error { return srv.Serve(ctx, sock) })
+	run("hook spool", func(ctx context.Context) error {
+		// Drain at start-up (builds that finished while the daemon was
+		// down), when poked by the hook, and every few seconds in case a
+		// poke was lost.
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			if _, err := drainer.Drain(ctx); err != nil {
+				n.logger.Warn("hook spool", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-poke:
+			case <-t.C:
+			}
+		}
+	})
+	return nil
+}
