@@ -37,7 +37,10 @@ type Vote struct {
 	Operator string `json:"operator"`
 	Weight   int    `json:"weight"`
 	Output   string `json:"output"` // claim.Output() of its claim
-	Index    uint64 `json:"index"`  // the claim's index in that builder's log
+	// Log is the name the claim was indexed under when it is not Builder:
+	// another name the policy lists for the same key (an alias).
+	Log   string `json:"log,omitempty"`
+	Index uint64 `json:"index"` // the claim's index in that builder's log
 	// TreeSize and Proof are an RFC 6962 inclusion proof of the entry at
 	// Index in the builder's verified checkpoint of size TreeSize.
 	TreeSize uint64   `json:"tree_size"`

@@ -1,0 +1,155 @@
+package verdict
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/vouch-dev/vouch/config"
+	"github.com/vouch-dev/vouch/keys"
+)
+
+// Member is one builder a policy lists.
+type Member struct {
+	Name     string // the builder's name in the config; claims are indexed under it
+	Operator string // who runs it; members with one operator are not independent
+	Weight   int    // votes it carries; below 1 it counts for nothing
+	// KeyID is keys.KeyID of the builder's verifier key: the identity that
+	// is counted. Two members with one KeyID are one builder.
+	KeyID string
+}
+
+// Policy is the quorum rule of a node and the builders it applies to. The
+// package doc specifies how it decides. A Policy may be built by NewPolicy
+// or written as a literal; either way it is only read, so one Policy may be
+// shared by any number of goroutines.
+type Policy struct {
+	Members      []Member
+	Min          int    // agreeing weight needed
+	MinOperators int    // distinct operators needed among the agreeing builders
+	OnConflict   string // config.OnConflictMajority, or anything else for refuse
+}
+
+// NewPolicy builds the policy a config describes. The config is validated
+// again (on a copy with defaults applied), so a Policy never rests on a
+// config that Load would have refused.
+func NewPolicy(cfg *config.Config) (*Policy, error) {
+	if cfg == nil {
+		return nil, errors.New("policy: no config")
+	}
+	if len(cfg.Builders) == 0 {
+		return nil, errors.New("policy: no builders configured; add [[builder]] entries to the config (see docs/config.md)")
+	}
+	c := *cfg
+	c.Builders = append([]config.Builder(nil), cfg.Builders...)
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	p := &Policy{
+		Min:          c.Quorum.Min,
+		MinOperators: c.Quorum.MinOperators,
+		OnConflict:   c.Quorum.OnConflict,
+	}
+	for _, b := range c.Builders {
+		pub, err := keys.VerifierPublicKey(b.VKey)
+		if err != nil {
+			return nil, fmt.Errorf("policy: builder %q: %w", b.Name, err)
+		}
+		p.Members = append(p.Members, Member{Name: b.Name, Operator: b.Operator, Weight: b.Weight, KeyID: keys.KeyID(pub)})
+	}
+	return p, nil
+}
+
+// builder is one counted identity after the rules of "Who counts".
+type builder struct {
+	Member
+	aliases []string // other member names with the same key, sorted
+}
+
+// roster is a policy's members resolved to distinct builders.
+type roster struct {
+	builders []builder      // sorted by name
+	byName   map[string]int // member name (own or alias) → index in builders
+	total    int            // T: the configured weight
+	mixed    bool           // some builder's weight is not 1: talk of votes, not builders
+}
+
+// resolve applies rules 1 and 2 of the package doc. It sorts a copy of the
+// members, so its result is independent of their order.
+func (p *Policy) resolve() *roster {
+	ms := make([]Member, 0, len(p.Members))
+	for _, m := range p.Members {
+		if m.Weight < 1 || m.Name == "" {
+			continue
+		}
+		if m.Operator == "" {
+			m.Operator = m.Name
+		}
+		ms = append(ms, m)
+	}
+	sort.Slice(ms, func(i, j int) bool {
+		if ms[i].Name != ms[j].Name {
+			return ms[i].Name < ms[j].Name
+		}
+		if ms[i].KeyID != ms[j].KeyID {
+			return ms[i].KeyID < ms[j].KeyID
+		}
+		// Equal names and keys: order the rest too, so which duplicate
+		// wins never depends on the order of the list.
+		if ms[i].Operator != ms[j].Operator {
+			return ms[i].Operator < ms[j].Operator
+		}
+		return ms[i].Weight > ms[j].Weight
+	})
+	r := &roster{byName: make(map[string]int, len(ms))}
+	byKey := make(map[string]int, len(ms))
+	for _, m := range ms {
+		if _, dup := r.byName[m.Name]; dup {
+			continue // a name listed twice: the first key id wins
+		}
+		id := m.KeyID
+		if id == "" {
+			id = "name:" + m.Name
+		}
+		if i, ok := byKey[id]; ok {
+			r.builders[i].aliases = append(r.builders[i].aliases, m.Name)
+			r.byName[m.Name] = i
+			continue
+		}
+		byKey[id] = len(r.builders)
+		r.byName[m.Name] = len(r.builders)
+		r.builders = append(r.builders, builder{Member: m})
+		r.total += m.Weight
+		if m.Weight != 1 {
+			r.mixed = true
+		}
+	}
+	return r
+}
+
+// Builders returns the distinct builders the policy counts, sorted by name,
+// after merging members that share a key (see the package doc).
+func (p *Policy) Builders() []Member {
+	r := p.resolve()
+	out := make([]Member, len(r.builders))
+	for i, b := range r.builders {
+		out[i] = b.Member
+	}
+	return out
+}
+
+// Aliases returns, for each counted builder listed under more than one
+// name, the other names it was listed under.
+func (p *Policy) Aliases() map[string][]string {
+	out := map[string][]string{}
+	for _, b := range p.resolve().builders {
+		if len(b.aliases) > 0 {
+			out[b.Name] = append([]string(nil), b.aliases...)
+		}
+	}
+	return out
+}
+
+// TotalWeight is T, the configured weight every fraction is taken of.
+func (p *Policy) TotalWeight() int { return p.resolve().total }
