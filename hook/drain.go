@@ -12,14 +12,22 @@ import (
 // A job that fails only with permanent errors is removed after reporting.
 var ErrPermanent = errors.New("permanent")
 
+// Output is one output of a built derivation.
+type Output struct {
+	Path string
+	// OutputID is set for outputs of content-addressed derivations, whose
+	// id → path mapping is logged as a nix-ca claim too.
+	OutputID string
+}
+
 // Drainer turns spooled jobs into logged claims.
 type Drainer struct {
 	Spool Spool
-	// Outputs lists a derivation's output paths (nix-store --query --outputs).
-	Outputs func(ctx context.Context, drvPath string) ([]string, error)
-	// Log makes and logs the claim for one output path; it returns an error
+	// Outputs lists a built derivation's outputs.
+	Outputs func(ctx context.Context, drvPath string) ([]Output, error)
+	// Log makes and logs the claims for one output; it returns an error
 	// wrapping ErrPermanent when retrying cannot help.
-	Log func(ctx context.Context, storePath string) error
+	Log func(ctx context.Context, out Output) error
 	// Logf reports what happened to each job.
 	Logf func(format string, args ...any)
 
@@ -54,18 +62,21 @@ func (d *Drainer) Drain(ctx context.Context) (int, error) {
 }
 
 func (d *Drainer) one(ctx context.Context, j Job) error {
-	outs := j.Outputs
-	if len(outs) == 0 {
-		var err error
-		outs, err = d.Outputs(ctx, j.DrvPath)
-		if err != nil {
-			return fmt.Errorf("outputs of %s: %w", j.DrvPath, err)
-		}
+	var outs []Output
+	for _, p := range j.Outputs {
+		outs = append(outs, Output{Path: p})
+	}
+	// Nix 2.8 passes no OUT_PATHS, and even when it does, only the
+	// realisations say which outputs are content-addressed.
+	if derived, err := d.Outputs(ctx, j.DrvPath); err == nil {
+		outs = derived
+	} else if len(outs) == 0 {
+		return fmt.Errorf("outputs of %s: %w", j.DrvPath, err)
 	}
 	for _, o := range outs {
 		if err := d.Log(ctx, o); err != nil {
 			if errors.Is(err, ErrPermanent) {
-				d.logf("hook spool: %s (from %s) not logged: %v", o, j.DrvPath, err)
+				d.logf("hook spool: %s (from %s) not logged: %v", o.Path, j.DrvPath, err)
 				continue
 			}
 			return err

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/vouch-dev/vouch/buildlog"
+	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/config"
 	"github.com/vouch-dev/vouch/hook"
 	"github.com/vouch-dev/vouch/keys"
@@ -136,22 +137,46 @@ func (n *Node) startLogRole(ctx context.Context, l *buildlog.Log, run func(strin
 	store := nixstore.Store{Root: n.cfg.Store}
 	drainer := &hook.Drainer{
 		Spool:   hook.Spool{Dir: SpoolDir(n.cfg.State)},
-		Outputs: store.Outputs,
-		Log: func(ctx context.Context, p string) error {
-			c, err := store.Claim(ctx, p)
+		Outputs: func(ctx context.Context, drv string) ([]hook.Output, error) {
+			built, err := store.BuiltOutputs(ctx, drv)
+			if err != nil {
+				return nil, err
+			}
+			outs := make([]hook.Output, len(built))
+			for i, b := range built {
+				outs[i] = hook.Output{Path: b.Path}
+				if b.ContentAddressed {
+					outs[i].OutputID = b.OutputID
+				}
+			}
+			return outs, nil
+		},
+		Log: func(ctx context.Context, o hook.Output) error {
+			c, err := store.Claim(ctx, o.Path)
 			if err != nil {
 				// The path is not (or no longer) in the store: waiting
 				// will not bring it back.
 				return fmt.Errorf("%w: %v", hook.ErrPermanent, err)
 			}
-			res, err := l.Add(ctx, c)
-			if errors.Is(err, buildlog.ErrConflict) {
-				return fmt.Errorf("%w: %v", hook.ErrPermanent, err)
+			claims := []*claim.Claim{c}
+			if o.OutputID != "" {
+				ca, err := store.CAClaim(ctx, o.OutputID, o.Path)
+				if err != nil {
+					return fmt.Errorf("%w: %v", hook.ErrPermanent, err)
+				}
+				claims = append(claims, ca)
 			}
-			if err == nil {
-				n.logger.Info("logged", "path", p, "index", res.Index, "duplicate", res.Duplicate)
+			for _, c := range claims {
+				res, err := l.Add(ctx, c)
+				if errors.Is(err, buildlog.ErrConflict) {
+					return fmt.Errorf("%w: %v", hook.ErrPermanent, err)
+				}
+				if err != nil {
+					return err
+				}
+				n.logger.Info("logged", "kind", c.Kind, "subject", c.Subject, "index", res.Index, "duplicate", res.Duplicate)
 			}
-			return err
+			return nil
 		},
 		Logf: func(format string, args ...any) { n.logger.Warn(fmt.Sprintf(format, args...)) },
 	}
