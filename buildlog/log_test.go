@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/internal/tlogaudit"
 	"github.com/vouch-dev/vouch/keys"
 )
 
@@ -149,7 +151,7 @@ func TestCatchUpRebuildsLostIndex(t *testing.T) {
 	l.Close()
 	// The subject index is derived data: losing it must not let a
 	// conflicting claim in.
-	if err := removeFile(filepath.Join(dir, "subjects.db")); err != nil {
+	if err := os.Remove(filepath.Join(dir, "subjects.db")); err != nil {
 		t.Fatal(err)
 	}
 	l = openTest(t, dir, id)
@@ -182,12 +184,12 @@ func TestServedLogPassesIndependentAudit(t *testing.T) {
 	waitForCheckpoint(t, l, n)
 	srv := httptest.NewServer(Handler(l.TilesDir()))
 	defer srv.Close()
-	size, err := AuditForTest(srv.URL+"/", id.VerifierKey)
+	res, err := tlogaudit.Audit(srv.URL+"/", id.VerifierKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if size != n {
-		t.Fatalf("audited %d entries, want %d", size, n)
+	if res.Size != n {
+		t.Fatalf("audited %d entries, want %d", res.Size, n)
 	}
 	// The engine's private state is not served.
 	for _, p := range []string{"/.state/treeState", "/../log.lock", "/tile/x/y", "/tile/0/000.p/0/extra"} {
