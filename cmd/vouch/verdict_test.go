@@ -1,0 +1,50 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vouch-dev/vouch/claim"
+)
+
+func TestVerdictSubject(t *testing.T) {
+	const path = "/nix/store/0c6kzph7l0dcbfmjap64f0czdafn3b7x-hello"
+	dir := t.TempDir()
+	result := filepath.Join(dir, "result")
+	if err := os.Symlink(path, result); err != nil {
+		t.Fatal(err)
+	}
+	ca := "sha256:" + strings.Repeat("a", 64) + "!out"
+	oci := claim.OCISubject("github.com/x/y", "abcdef1", "image", "x86_64-linux")
+	for _, tc := range []struct {
+		kind, arg string
+		want      claim.Kind
+		subject   string
+		err       string
+	}{
+		{"", path, claim.KindNix, path, ""},
+		{"", path + "/bin/hello", claim.KindNix, path, ""},
+		{"", "0c6kzph7l0dcbfmjap64f0czdafn3b7x-hello", claim.KindNix, path, ""},
+		{"", result, claim.KindNix, path, ""},
+		{"", ca, claim.KindNixCA, ca, ""},
+		{"", oci, claim.KindOCI, oci, ""},
+		{"nix", "/tmp/nothing", "", "", "not a store path"},
+		{"", "/nix/store/short-hello", "", "", "not a store path"},
+		{"oci", "github.com/x/y", "", "", "not a valid oci subject"},
+		{"nix-ca", "sha256:zz!out", "", "", "not a valid nix-ca subject"},
+		{"rpm", "x", "", "", "unknown --kind"},
+	} {
+		kind, subject, err := verdictSubject(tc.kind, tc.arg)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s %s: got %v, want an error containing %q", tc.kind, tc.arg, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || kind != tc.want || subject != tc.subject {
+			t.Errorf("%s %s: got %s %s %v, want %s %s", tc.kind, tc.arg, kind, subject, err, tc.want, tc.subject)
+		}
+	}
+}
