@@ -129,4 +129,5 @@ func printBanner(cfg *config.Config, n *node.Node, addr string) {
 	if len(cfg.Builders) > 0 {
 		fmt.Printf("  following:    %d builders\n", len(cfg.Builders))
 	}
+	fmt.Println("Press Ctrl-C to stop.")
 }
