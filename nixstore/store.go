@@ -37,11 +37,13 @@ package nixstore
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -124,6 +126,9 @@ func (s Store) References(ctx context.Context, storePath string) ([]string, erro
 // Outputs returns the full store paths of the outputs of the derivation
 // drvPath, sorted. A post-build hook needs this because Nix 2.8 hands it an
 // empty OUT_PATHS: DRV_PATH is all it can rely on.
+//
+// Nix 2.8 cannot answer this for a floating content-addressed derivation
+// (its output paths are known only from realisations): use Realisations.
 func (s Store) Outputs(ctx context.Context, drvPath string) ([]string, error) {
 	if err := claim.ValidStorePath(drvPath); err != nil || !strings.HasSuffix(drvPath, ".drv") {
 		return nil, fmt.Errorf("nixstore: outputs: %q is not a derivation store path (/nix/store/<hash>-<name>.drv)", drvPath)
@@ -154,6 +159,70 @@ func (s Store) Closure(ctx context.Context, storePath string) ([]string, error) 
 		return nil, fmt.Errorf("nixstore: closure of %s: %w", storePath, err)
 	}
 	return paths, nil
+}
+
+// Realisation maps a derivation output to the store path it was built to,
+// as Nix records it for content-addressed derivations.
+type Realisation struct {
+	// ID is the derivation output id, "sha256:<hash modulo of the .drv,
+	// hex>!<output name>": the subject of a nix-ca claim.
+	ID string
+	// OutPath is the full store path the output realised to.
+	OutPath string
+}
+
+// Realisations returns the realisations Nix recorded for the outputs of
+// drvPath, sorted by ID. Floating content-addressed derivations get one per
+// built output; input-addressed derivations get them only when built with
+// the ca-derivations feature enabled, and none otherwise.
+func (s Store) Realisations(ctx context.Context, drvPath string) ([]Realisation, error) {
+	if err := claim.ValidStorePath(drvPath); err != nil || !strings.HasSuffix(drvPath, ".drv") {
+		return nil, fmt.Errorf("nixstore: realisations: %q is not a derivation store path (/nix/store/<hash>-<name>.drv)", drvPath)
+	}
+	out, err := s.run(ctx, "nix", "realisation", "info", "--json",
+		"--extra-experimental-features", "nix-command ca-derivations", drvPath)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := parseRealisations(out)
+	if err != nil {
+		return nil, fmt.Errorf("nixstore: realisations of %s: %w", drvPath, err)
+	}
+	return rs, nil
+}
+
+// parseRealisations parses the JSON that "nix realisation info --json"
+// prints: an array of {"id": ..., "outPath": "<basename>", ...}. Other
+// fields (signatures, dependentRealisations) are ignored: vouch signs its
+// own claims and Nix 2.8 does not check realisation signatures anyway.
+func parseRealisations(out []byte) ([]Realisation, error) {
+	var raw []struct {
+		ID      string `json:"id"`
+		OutPath string `json:"outPath"`
+	}
+	if err := json.Unmarshal(out, &raw); err != nil {
+		return nil, fmt.Errorf("nix realisation info printed something other than a JSON array: %w", err)
+	}
+	rs := make([]Realisation, 0, len(raw))
+	for _, r := range raw {
+		hash, output, ok := strings.Cut(r.ID, "!")
+		hex, isSHA := strings.CutPrefix(hash, "sha256:")
+		if !ok || !isSHA || len(hex) != 64 || strings.Trim(hex, "0123456789abcdef") != "" || output == "" {
+			return nil, fmt.Errorf("realisation id %q is not sha256:<64 hex>!<output>", trunc(r.ID))
+		}
+		p := claim.StoreDir + "/" + r.OutPath
+		if err := claim.ValidStorePath(p); err != nil {
+			return nil, fmt.Errorf("realisation %s: %w", r.ID, err)
+		}
+		rs = append(rs, Realisation{ID: r.ID, OutPath: p})
+	}
+	slices.SortFunc(rs, func(a, b Realisation) int { return strings.Compare(a.ID, b.ID) })
+	for i := 1; i < len(rs); i++ {
+		if rs[i].ID == rs[i-1].ID {
+			return nil, fmt.Errorf("realisation id %s appears twice", rs[i].ID)
+		}
+	}
+	return rs, nil
 }
 
 // Deriver returns the basename of the derivation that produced storePath,
@@ -235,14 +304,35 @@ func (s Store) Claim(ctx context.Context, storePath string) (*claim.Claim, error
 	return c, nil
 }
 
+// ClaimCA returns the nix-ca claim this builder makes about the realisation
+// r of a content-addressed derivation output: that r.ID realised to
+// r.OutPath, with that path's NAR hash and size (from disk) and references
+// (from Nix), as for Claim.
+func (s Store) ClaimCA(ctx context.Context, r Realisation) (*claim.Claim, error) {
+	c, err := s.Claim(ctx, r.OutPath)
+	if err != nil {
+		return nil, err
+	}
+	c.Kind, c.Subject, c.OutPath, c.Deriver = claim.KindNixCA, r.ID, r.OutPath, ""
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("nixstore: claim for %s: %w", r.ID, err)
+	}
+	return c, nil
+}
+
 // maxStderr bounds how much of nix-store's error output is kept for an
 // error message; the last lines say what went wrong.
 const maxStderr = 4 << 10
 
-// nixStore runs nix-store against s with args, bounded by QueryTimeout, and
-// returns its standard output. A failure becomes an error that quotes the
-// command and what nix-store said.
+// nixStore runs nix-store against s with args; see run.
 func (s Store) nixStore(ctx context.Context, args ...string) ([]byte, error) {
+	return s.run(ctx, "nix-store", args...)
+}
+
+// run runs a Nix command (nix-store, nix) against s with args, bounded by
+// QueryTimeout, and returns its standard output. A failure becomes an
+// error that quotes the command and what it said.
+func (s Store) run(ctx context.Context, program string, args ...string) ([]byte, error) {
 	root, err := s.root()
 	if err != nil {
 		return nil, err
@@ -252,22 +342,23 @@ func (s Store) nixStore(ctx context.Context, args ...string) ([]byte, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, QueryTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "nix-store", args...)
+	cmd := exec.CommandContext(ctx, program, args...)
 	cmd.WaitDelay = 5 * time.Second
 	var stdout bytes.Buffer
 	stderr := &tailBuffer{max: maxStderr}
 	cmd.Stdout = &stdout
 	cmd.Stderr = stderr
+	start := time.Now()
 	err = cmd.Run()
 	if err == nil {
 		return stdout.Bytes(), nil
 	}
-	command := "nix-store " + strings.Join(args, " ")
+	command := program + " " + strings.Join(args, " ")
 	switch {
 	case errors.Is(err, exec.ErrNotFound):
-		return nil, fmt.Errorf("nixstore: %s: nix-store is not on PATH; install Nix or add its bin directory to PATH", command)
+		return nil, fmt.Errorf("nixstore: %s: %s is not on PATH; install Nix or add its bin directory to PATH", command, program)
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return nil, fmt.Errorf("nixstore: %s: no answer within %v; is the Nix daemon or another process holding the store's lock?", command, QueryTimeout)
+		return nil, fmt.Errorf("nixstore: %s: no answer within %v; is the Nix daemon stuck, or another process holding the store's lock?", command, time.Since(start).Round(100*time.Millisecond))
 	case ctx.Err() != nil:
 		return nil, fmt.Errorf("nixstore: %s: %w", command, ctx.Err())
 	}
