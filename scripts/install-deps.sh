@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vouch's tests use: Nix 2.8 (client and
+# builder), busybox-static (the test world's only tool), Debian's
+# docker-registry (an OCI registry without the referrers API), chromium
+# (the dashboard tests), nginx and wrk (benchmark baselines).
+set -euo pipefail
+pkgs=(nix-bin busybox-static docker-registry chromium nginx-light wrk hyperfine ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	SUDO=""
+	[ "$(id -u)" -ne 0 ] && SUDO=sudo
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "dependencies present: ${pkgs[*]}"
