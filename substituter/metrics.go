@@ -1,0 +1,59 @@
+package substituter
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the substituter's Prometheus series. Upstream labels are the
+// configured URLs (a short, operator-chosen list), never request data.
+type metrics struct {
+	requests         *prometheus.CounterVec   // endpoint, code
+	verdicts         *prometheus.CounterVec   // outcome
+	upstreamSeconds  *prometheus.HistogramVec // upstream, stage
+	upstreamFailures *prometheus.CounterVec   // upstream, reason
+	verifiedBytes    prometheus.Counter
+	aborted          prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vouch_substituter_requests_total",
+			Help: "Binary cache requests by endpoint and HTTP status.",
+		}, []string{"endpoint", "code"}),
+		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vouch_substituter_verdicts_total",
+			Help: "Path lookups by outcome: trusted, insufficient, conflict, unknown-path, self-certified, error, bad-value.",
+		}, []string{"outcome"}),
+		upstreamSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "vouch_substituter_upstream_seconds",
+			Help:    "Time spent on one upstream request, by stage (narinfo, nar).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}, []string{"upstream", "stage"}),
+		upstreamFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vouch_substituter_upstream_failures_total",
+			Help: "Upstream answers refused, by reason: missing, status, timeout, stall, oversize, malformed, mismatch, hash, overrun, truncated, corrupt, compression, ca-mismatch, busy, network, client.",
+		}, []string{"upstream", "reason"}),
+		verifiedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vouch_substituter_verified_bytes_total",
+			Help: "NAR bytes served after their hash and size were verified.",
+		}),
+		aborted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vouch_substituter_nar_aborted_total",
+			Help: "NAR responses cut short because their source failed after bytes were sent.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.verdicts, m.upstreamSeconds, m.upstreamFailures, m.verifiedBytes, m.aborted} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func promHandler(g prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+}

@@ -1,0 +1,272 @@
+package substituter
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nix-community/go-nix/pkg/nixbase32"
+
+	"github.com/vouch-dev/vouch/narinfo"
+	"github.com/vouch-dev/vouch/nixstore"
+)
+
+// relayBuffer is the size of one chunk read from a source; the last chunk
+// read is what is held back until the NAR is verified.
+const relayBuffer = 128 << 10
+
+// serveNAR answers GET /nar/<hash part>-<nix32 NAR hash>.nar.
+func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
+	hashPart, narHash, ok := parseNARName(name)
+	if !ok {
+		s.refuse(w, r, http.StatusNotFound, "bad-name", "NAR names have the form <hash part>-<nix32 NAR hash>.nar")
+		return
+	}
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	exp, code, reason := s.resolve(ctx, hashPart)
+	if exp == nil {
+		s.refuse(w, r, http.StatusNotFound, code, reason)
+		return
+	}
+	if exp.NarHash != narHash {
+		s.refuse(w, r, http.StatusNotFound, "stale", "the agreed NAR hash of this path is not the one in this URL; fetch the narinfo again")
+		return
+	}
+	w.Header().Set("Content-Type", contentTypeNAR)
+	w.Header().Set("Content-Length", strconv.FormatUint(exp.NarSize, 10))
+	rl := &relay{w: w, exp: exp}
+
+	// The node's own store first: no network, and verified all the same.
+	if s.store != nil {
+		if err := s.fromStore(ctx, rl); err == nil {
+			s.served(rl, "store")
+			return
+		} else if !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("own store copy refused", "path", exp.StorePath, "err", err)
+			s.metrics.upstreamFailures.WithLabelValues("store", reasonOf(ctx, err)).Inc()
+		}
+		if rl.sent > 0 {
+			s.abort(rl)
+		}
+		rl.reset()
+	}
+
+	raceCtx, stopRace := context.WithCancel(ctx)
+	defer stopRace()
+	tried := 0
+	for res := range s.raceNarinfos(raceCtx, hashPart) {
+		if res.err != nil {
+			continue
+		}
+		if err := exp.matches(res.info); err != nil {
+			s.upstreamFailed(res.up, "mismatch", hashPart, err)
+			continue
+		}
+		tried++
+		start := time.Now()
+		err := s.fromUpstream(ctx, res.up, res.info, rl)
+		s.metrics.upstreamSeconds.WithLabelValues(res.up.name, "nar").Observe(time.Since(start).Seconds())
+		if err == nil {
+			s.served(rl, res.up.name)
+			return
+		}
+		s.upstreamFailed(res.up, reasonOf(ctx, err), hashPart, err)
+		if rl.sent > 0 {
+			// Nix already has part of this NAR; another source cannot
+			// continue it. Cut the stream so Nix sees it short.
+			s.abort(rl)
+		}
+		rl.reset()
+	}
+	if ctx.Err() != nil && r.Context().Err() == nil {
+		s.refuse(w, r, http.StatusGatewayTimeout, "timeout", "no upstream delivered the NAR in time")
+		return
+	}
+	s.refuse(w, r, http.StatusBadGateway, "no-source", fmt.Sprintf("none of %d upstreams delivered a NAR matching the agreed hash (%d offered the agreed narinfo)", len(s.upstreams), tried))
+}
+
+func (s *Server) served(rl *relay, source string) {
+	s.metrics.verifiedBytes.Add(float64(rl.exp.NarSize))
+	s.log.Debug("NAR served", "path", rl.exp.StorePath, "source", source, "bytes", rl.exp.NarSize)
+}
+
+// abort cuts the client's connection without a clean end of the body.
+// With Content-Length set to NarSize, Nix sees a short read and rejects
+// the NAR; nothing unverified ever completes it.
+func (s *Server) abort(rl *relay) {
+	s.metrics.aborted.Inc()
+	s.log.Warn("NAR stream cut after a source failed mid-stream", "path", rl.exp.StorePath, "sent", rl.sent)
+	panic(http.ErrAbortHandler)
+}
+
+// parseNARName splits "<32 hash part>-<52 nix32>.nar".
+func parseNARName(name string) (hashPart, narHash string, ok bool) {
+	base, ok := strings.CutSuffix(name, ".nar")
+	if !ok || len(base) != 32+1+52 || base[32] != '-' || !validHashPart(base[:32]) {
+		return "", "", false
+	}
+	if _, err := nixbase32.DecodeString(base[33:]); err != nil {
+		return "", "", false
+	}
+	return base[:32], "sha256:" + base[33:], true
+}
+
+func (s *Server) fromUpstream(ctx context.Context, up *upstream, ni *narinfo.NarInfo, rl *relay) error {
+	nar, closeNAR, err := up.openNAR(ctx, ni, rl.exp.NarSize)
+	if err != nil {
+		return err
+	}
+	defer closeNAR()
+	return rl.copyFrom(nar)
+}
+
+// fromStore relays the NAR of the path from the node's own store, if it is
+// there. It returns an error wrapping os.ErrNotExist when it is not.
+func (s *Server) fromStore(ctx context.Context, rl *relay) error {
+	disk, err := s.store.DiskPath(rl.exp.StorePath)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(disk); err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(nixstore.WriteNAR(pw, disk)) }()
+	defer pr.Close()
+	return rl.copyFrom(pr)
+}
+
+// relay copies one NAR to the client while checking it against the
+// expectation. Its invariant: the client never holds all NarSize bytes
+// unless the SHA-256 of those bytes is the agreed NarHash (and the CA
+// matches, for a self-certified path). It keeps the last chunk read back
+// until the count reaches NarSize and the hash is checked.
+type relay struct {
+	w    io.Writer
+	exp  *expectation
+	sent uint64 // bytes written to the client so far
+	buf  []byte
+	held []byte
+}
+
+func (rl *relay) reset() { rl.sent = 0 }
+
+// copyFrom reads the whole NAR from src and relays it. It returns nil only
+// when all NarSize bytes were verified and written.
+func (rl *relay) copyFrom(src io.Reader) error {
+	if rl.buf == nil {
+		rl.buf = make([]byte, relayBuffer)
+		rl.held = make([]byte, 0, relayBuffer)
+	}
+	rl.held = rl.held[:0]
+	narHash := sha256.New()
+	var sinks []io.Writer = []io.Writer{narHash}
+	caCheck, err := newCACheck(rl.exp.CA)
+	if err != nil {
+		return err
+	}
+	if caCheck != nil {
+		sinks = append(sinks, caCheck)
+	}
+	total := uint64(0)
+	want := rl.exp.NarSize
+	for {
+		n, rerr := src.Read(rl.buf)
+		if n > 0 {
+			if total+uint64(n) > want {
+				return failure("overrun", "NAR longer than the agreed %d bytes", want)
+			}
+			for _, s := range sinks {
+				s.Write(rl.buf[:n])
+			}
+			if len(rl.held) > 0 {
+				if err := rl.write(rl.held); err != nil {
+					return err
+				}
+			}
+			rl.held = append(rl.held[:0], rl.buf[:n]...)
+			total += uint64(n)
+			if total == want {
+				if got := "sha256:" + nixbase32.EncodeToString(narHash.Sum(nil)); got != rl.exp.NarHash {
+					return failure("hash", "NAR hash %s, agreed %s", got, rl.exp.NarHash)
+				}
+				if caCheck != nil {
+					if err := caCheck.verify(); err != nil {
+						return failure("ca-mismatch", "%v", err)
+					}
+				}
+				return rl.write(rl.held)
+			}
+		}
+		if rerr == io.EOF {
+			return failure("truncated", "NAR ends after %d of the agreed %d bytes", total, want)
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+func (rl *relay) write(b []byte) error {
+	n, err := rl.w.Write(b)
+	rl.sent += uint64(n)
+	if err != nil {
+		return &upstreamError{reason: "client", err: err}
+	}
+	return nil
+}
+
+// caCheck verifies the content address of a self-certified path against
+// the NAR as it streams. fixed:r:sha256 needs nothing beyond the NAR hash
+// (they are the same hash); other recursive hashes hash the NAR with their
+// algorithm; flat and text hash the contents of the single file the NAR
+// holds.
+type caCheck struct {
+	ca   *narinfo.ContentAddress
+	h    hash.Hash
+	flat *flatFile
+}
+
+func newCACheck(ca *narinfo.ContentAddress) (*caCheck, error) {
+	if ca == nil || (ca.Method == narinfo.CARecursive && ca.Hash.Algo == "sha256") {
+		return nil, nil
+	}
+	h, err := newHash(ca.Hash.Algo)
+	if err != nil {
+		return nil, err
+	}
+	c := &caCheck{ca: ca, h: h}
+	if ca.Method != narinfo.CARecursive {
+		c.flat = &flatFile{contents: h}
+	}
+	return c, nil
+}
+
+func (c *caCheck) Write(p []byte) (int, error) {
+	if c.flat != nil {
+		return c.flat.Write(p)
+	}
+	return c.h.Write(p)
+}
+
+func (c *caCheck) verify() error {
+	if c.flat != nil {
+		if err := c.flat.finish(); err != nil {
+			return err
+		}
+	}
+	got := narinfo.Hash{Algo: c.ca.Hash.Algo, Digest: c.h.Sum(nil)}
+	if got.String() != c.ca.Hash.String() {
+		return fmt.Errorf("content hash %s, CA says %s", got, c.ca.Hash)
+	}
+	return nil
+}
