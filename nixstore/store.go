@@ -207,7 +207,7 @@ func parseRealisations(out []byte) ([]Realisation, error) {
 	for _, r := range raw {
 		hash, output, ok := strings.Cut(r.ID, "!")
 		hex, isSHA := strings.CutPrefix(hash, "sha256:")
-		if !ok || !isSHA || len(hex) != 64 || strings.Trim(hex, "0123456789abcdef") != "" || output == "" {
+		if !ok || !isSHA || len(hex) != 64 || strings.Trim(hex, "0123456789abcdef") != "" || !validOutputName(output) {
 			return nil, fmt.Errorf("realisation id %q is not sha256:<64 hex>!<output>", trunc(r.ID))
 		}
 		p := claim.StoreDir + "/" + r.OutPath
@@ -404,6 +404,13 @@ func parseStorePaths(out []byte) ([]string, error) {
 		}
 	}
 	return claim.SortReferences(lines), nil
+}
+
+// validOutputName reports whether name is a derivation output name Nix
+// accepts: output names become part of store path names ("<name>-dev"), so
+// they obey the same rules.
+func validOutputName(name string) bool {
+	return name != "" && claim.ValidStorePath(claim.StoreDir+"/00000000000000000000000000000000-"+name) == nil
 }
 
 func trunc(s string) string {
