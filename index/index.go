@@ -1,0 +1,697 @@
+// Package index is a follower's verified replica of the logs it follows: an
+// embedded, pure-Go database (bbolt) in STATE/index.db that answers "which
+// builders claimed what for this subject?" without touching the network.
+//
+// Only the follow package writes it, and only with data it has verified:
+// checkpoints whose signature and consistency were checked, and entries
+// whose RFC 6962 leaf hashes were checked against a signed root. Readers
+// (verdict, report, the dashboard) get exactly the claims of a log up to its
+// latest fully indexed checkpoint, never a half-synced tail, so every claim
+// they see comes with an inclusion proof to a checkpoint the builder signed.
+//
+// # Logs are keyed by name and key
+//
+// A log is identified by LogID{Name, KeyID}: the builder's name in the
+// policy and keys.KeyID of its public key. A builder renamed in the config
+// with the same key, or a name reused with a new key, is a different log
+// with its own state: claims signed by one key are never counted under
+// another. Open is given the LogIDs the current policy lists; lookups by
+// builder name (the verdict.Source methods) resolve through that list, and
+// logs no longer listed are kept on disk but never returned.
+//
+// # Layout
+//
+//	logs/<name> <keyid>/             one bucket per followed log
+//	    seq          uint32, the log's short number in subjects/
+//	    checkpoint   latest verified signed checkpoint (note text)
+//	    complete     latest checkpoint whose entries are all indexed
+//	    pinned       the first checkpoint ever accepted
+//	    synced       uint64 high-water mark: entries [0, synced) are indexed
+//	    subjects     uint64 number of distinct subjects indexed
+//	    compromised  present when evidence was recorded against the log
+//	    health       JSON: time and outcome of the last sync attempt
+//	    claims/      index (8 bytes BE) → the entry, a claim encoding
+//	    tiles/       level (1) ‖ tile number (8 BE) → hashes (≤ 256×32 bytes)
+//	subjects/        h8 ‖ seq4 → log index (uvarint)
+//	seqs/            seq4 → "<name> <keyid>"
+//	evidence/        id (8 bytes BE) → JSON Evidence
+//
+// h8 is the first 8 bytes of SHA-256("<kind> <subject>"). Keys are hashed so
+// that the subject index stays small and its B-tree pages dense; a lookup
+// parses each candidate claim and drops any whose kind and subject differ,
+// so a hash collision costs time, never correctness.
+//
+// tiles/ holds the log's Merkle tree exactly as tlog-tiles does (height 8):
+// level-0 tiles are the leaf hashes, a level-L+1 tile holds the roots of the
+// full level-L tiles. Those are the hashes golang.org/x/mod/sumdb/tlog
+// needs (HashFromTile) to compute inclusion and consistency proofs locally.
+//
+// Each batch of entries is written with its leaf hashes, subject mappings and
+// the new high-water mark in one transaction, so a crash at any point
+// resumes exactly where the last committed batch ended.
+//
+// # Size
+//
+// Per claim the index keeps the entry (a few hundred bytes), 32 bytes of
+// leaf hash (plus 1/256th for the upper tile levels), about 36 bytes of
+// subject mapping and bbolt's per-key overhead; BytesPerClaim measures it.
+package index
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/verdict"
+)
+
+// TileHeight is the height of the tiles the index keeps: 8, as in
+// tlog-tiles, so one tile holds 256 hashes.
+const TileHeight = 8
+
+// LogID identifies one followed log: the builder's name in the policy and
+// the key id (keys.KeyID) of the key its checkpoints are signed with.
+type LogID struct {
+	Name  string
+	KeyID string
+}
+
+func (id LogID) String() string { return id.Name + " " + id.KeyID }
+
+func (id LogID) bucketKey() []byte { return []byte(id.Name + " " + id.KeyID) }
+
+var (
+	bucketLogs     = []byte("logs")
+	bucketSubjects = []byte("subjects")
+	bucketSeqs     = []byte("seqs")
+	bucketEvidence = []byte("evidence")
+	bucketClaims   = []byte("claims")
+	bucketTiles    = []byte("tiles")
+
+	keySeq         = []byte("seq")
+	keyCheckpoint  = []byte("checkpoint")
+	keyComplete    = []byte("complete")
+	keyPinned      = []byte("pinned")
+	keySynced      = []byte("synced")
+	keySubjects    = []byte("subjects")
+	keyCompromised = []byte("compromised")
+	keyHealth      = []byte("health")
+)
+
+// Index is an open follower index. It is safe for concurrent use; writes to
+// different logs are serialised by bbolt.
+type Index struct {
+	db *bolt.DB
+
+	mu     sync.RWMutex
+	byName map[string]LogID   // configured builders only
+	logs   map[LogID]*logMeta // every log with a bucket
+	bySeq  map[uint32]LogID
+}
+
+// logMeta caches what every lookup needs, so reads need not decode notes.
+type logMeta struct {
+	seq         uint32
+	complete    uint64 // size of the latest fully indexed checkpoint
+	compromised bool
+}
+
+// Open opens (creating if needed) the index at path. configured lists the
+// logs of the current policy; only their claims are returned by lookups. A
+// second process holding the index makes Open fail after a few seconds.
+func Open(path string, configured ...LogID) (*Index, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 3 * time.Second, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("index %s is in use by another vouch process (is vouch serve running? stop it or ask it instead)", path)
+		}
+		return nil, fmt.Errorf("index %s: %w", path, err)
+	}
+	x := &Index{db: db, byName: map[string]LogID{}, logs: map[LogID]*logMeta{}, bySeq: map[uint32]LogID{}}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketLogs, bucketSubjects, bucketSeqs, bucketEvidence} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		for _, id := range configured {
+			if _, err := x.logBucket(tx, id, true); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketLogs).ForEachBucket(func(k []byte) error {
+			name, keyID, ok := bytes.Cut(k, []byte(" "))
+			if !ok {
+				return fmt.Errorf("malformed log bucket %q", k)
+			}
+			id := LogID{Name: string(name), KeyID: string(keyID)}
+			b := tx.Bucket(bucketLogs).Bucket(k)
+			m := &logMeta{seq: binary.BigEndian.Uint32(b.Get(keySeq)), compromised: b.Get(keyCompromised) != nil}
+			if c := b.Get(keyComplete); c != nil {
+				cp, err := ParseCheckpointBody(c)
+				if err != nil {
+					return fmt.Errorf("log %s: stored checkpoint: %w", id, err)
+				}
+				m.complete = cp.Size
+			}
+			x.logs[id] = m
+			x.bySeq[m.seq] = id
+			return nil
+		})
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("index %s: %w (the index can be deleted and rebuilt by vouch sync)", path, err)
+	}
+	for _, id := range configured {
+		x.byName[id.Name] = id
+	}
+	return x, nil
+}
+
+// Close closes the database.
+func (x *Index) Close() error { return x.db.Close() }
+
+// Path returns the database file's path.
+func (x *Index) Path() string { return x.db.Path() }
+
+// logBucket returns the bucket of log id, creating it (and its sequence
+// number) when create is set and it does not exist.
+func (x *Index) logBucket(tx *bolt.Tx, id LogID, create bool) (*bolt.Bucket, error) {
+	logs := tx.Bucket(bucketLogs)
+	if b := logs.Bucket(id.bucketKey()); b != nil || !create {
+		if b == nil {
+			return nil, fmt.Errorf("log %s is not in the index", id)
+		}
+		return b, nil
+	}
+	b, err := logs.CreateBucket(id.bucketKey())
+	if err != nil {
+		return nil, err
+	}
+	n, err := tx.Bucket(bucketSeqs).NextSequence()
+	if err != nil {
+		return nil, err
+	}
+	if n >= 1<<32 {
+		return nil, errors.New("too many logs")
+	}
+	seq := binary.BigEndian.AppendUint32(nil, uint32(n))
+	if err := b.Put(keySeq, seq); err != nil {
+		return nil, err
+	}
+	if err := tx.Bucket(bucketSeqs).Put(seq, id.bucketKey()); err != nil {
+		return nil, err
+	}
+	for _, sub := range [][]byte{bucketClaims, bucketTiles} {
+		if _, err := b.CreateBucket(sub); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// meta returns the cached metadata of id, or nil.
+func (x *Index) meta(id LogID) *logMeta {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.logs[id]
+}
+
+// ensure makes sure id has a bucket and cached metadata.
+func (x *Index) ensure(id LogID) error {
+	if x.meta(id) != nil {
+		return nil
+	}
+	var seq uint32
+	err := x.db.Update(func(tx *bolt.Tx) error {
+		b, err := x.logBucket(tx, id, true)
+		if err != nil {
+			return err
+		}
+		seq = binary.BigEndian.Uint32(b.Get(keySeq))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.logs[id] == nil {
+		x.logs[id] = &logMeta{seq: seq}
+		x.bySeq[seq] = id
+	}
+	return nil
+}
+
+// subjectHash is the 8-byte key prefix of (kind, subject) in subjects/.
+func subjectHash(kind claim.Kind, subject string) []byte {
+	h := sha256.New()
+	h.Write([]byte(kind))
+	h.Write([]byte{' '})
+	h.Write([]byte(subject))
+	return h.Sum(nil)[:8]
+}
+
+func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+func getU64(b *bolt.Bucket, key []byte) uint64 {
+	v := b.Get(key)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// State is what the index knows about one log.
+type State struct {
+	LogID
+	// Checkpoint is the latest checkpoint whose signature and consistency
+	// with its predecessor were verified (nil before the first sync).
+	Checkpoint *Checkpoint
+	// Complete is the latest checkpoint whose entries are all indexed; the
+	// claims lookups return and the proofs InclusionProof gives are in it.
+	Complete *Checkpoint
+	// Pinned is the first checkpoint ever accepted for this log.
+	Pinned *Checkpoint
+	// Synced is the high-water mark: entries [0, Synced) are indexed.
+	Synced uint64
+	// Subjects is the number of distinct (kind, subject) the log claimed.
+	Subjects    uint64
+	Compromised bool
+	Health      Health
+}
+
+// Health is the outcome of the last sync attempt of a log.
+type Health struct {
+	Checked time.Time `json:"checked"`         // when the last attempt ended
+	OK      time.Time `json:"ok"`              // when the last successful attempt ended
+	Error   string    `json:"error,omitempty"` // why the last attempt failed, if it did
+}
+
+// State returns the stored state of log id; a log never synced has a zero
+// State with only LogID set.
+func (x *Index) State(id LogID) (State, error) {
+	s := State{LogID: id}
+	err := x.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketLogs).Bucket(id.bucketKey())
+		if b == nil {
+			return nil
+		}
+		var err error
+		load := func(key []byte) *Checkpoint {
+			v := b.Get(key)
+			if v == nil || err != nil {
+				return nil
+			}
+			var cp *Checkpoint
+			cp, err = ParseCheckpointBody(v)
+			if err == nil {
+				cp.Note = bytes.Clone(v)
+			}
+			return cp
+		}
+		s.Checkpoint, s.Complete, s.Pinned = load(keyCheckpoint), load(keyComplete), load(keyPinned)
+		s.Synced = getU64(b, keySynced)
+		s.Subjects = getU64(b, keySubjects)
+		s.Compromised = b.Get(keyCompromised) != nil
+		if h := b.Get(keyHealth); h != nil {
+			_ = json.Unmarshal(h, &s.Health) // informational only
+		}
+		return err
+	})
+	return s, err
+}
+
+// SetCheckpoint records cp (whose Note the caller has verified, and which
+// the caller has checked to be consistent with the stored checkpoint) as
+// the latest checkpoint of id. The first checkpoint ever set is pinned. If
+// the log's entries already reach cp.Size, cp also becomes the complete
+// checkpoint.
+func (x *Index) SetCheckpoint(id LogID, cp *Checkpoint) error {
+	if err := x.ensure(id); err != nil {
+		return err
+	}
+	complete := false
+	err := x.db.Update(func(tx *bolt.Tx) error {
+		b, err := x.logBucket(tx, id, false)
+		if err != nil {
+			return err
+		}
+		if b.Get(keyPinned) == nil {
+			if err := b.Put(keyPinned, cp.Note); err != nil {
+				return err
+			}
+		}
+		if getU64(b, keySynced) == cp.Size {
+			complete = true
+			if err := b.Put(keyComplete, cp.Note); err != nil {
+				return err
+			}
+		}
+		return b.Put(keyCheckpoint, cp.Note)
+	})
+	if err == nil && complete {
+		x.mu.Lock()
+		x.logs[id].complete = cp.Size
+		x.mu.Unlock()
+	}
+	return err
+}
+
+// SetHealth records the outcome of a sync attempt of id at time at.
+func (x *Index) SetHealth(id LogID, at time.Time, syncErr error) error {
+	if err := x.ensure(id); err != nil {
+		return err
+	}
+	return x.db.Update(func(tx *bolt.Tx) error {
+		b, err := x.logBucket(tx, id, false)
+		if err != nil {
+			return err
+		}
+		var h Health
+		if v := b.Get(keyHealth); v != nil {
+			_ = json.Unmarshal(v, &h)
+		}
+		h.Checked = at.UTC()
+		h.Error = ""
+		if syncErr != nil {
+			h.Error = syncErr.Error()
+		} else {
+			h.OK = at.UTC()
+		}
+		v, err := json.Marshal(h)
+		if err != nil {
+			return err
+		}
+		return b.Put(keyHealth, v)
+	})
+}
+
+// Batch is a run of consecutive, verified entries of one log.
+type Batch struct {
+	First   uint64         // log index of Entries[0]
+	Entries [][]byte       // the entries as the log holds them
+	Claims  []*claim.Claim // claim.Parse of each entry
+	Hashes  []tlog.Hash    // tlog.RecordHash of each entry
+}
+
+// Conflict is a log holding two different outputs for one subject.
+type Conflict struct {
+	Kind                    claim.Kind
+	Subject                 string
+	FirstIndex, SecondIndex uint64
+	FirstEntry, SecondEntry []byte
+}
+
+func (c *Conflict) Error() string {
+	return fmt.Sprintf("the log holds two different outputs for %s %s, at indexes %d and %d", c.Kind, c.Subject, c.FirstIndex, c.SecondIndex)
+}
+
+// Append indexes b, which must start at the log's high-water mark, in one
+// transaction with the new high-water mark. If an entry of b claims a
+// different output for a subject the log already claimed (earlier or in b),
+// nothing is written and the conflict is returned; the caller records
+// evidence. Two entries with the same output for one subject are fine (a
+// builder may log a rebuild); the first one is indexed.
+func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
+	if len(b.Entries) != len(b.Claims) || len(b.Entries) != len(b.Hashes) {
+		return nil, errors.New("index: batch has mismatched entries, claims and hashes")
+	}
+	if err := x.ensure(id); err != nil {
+		return nil, err
+	}
+	m := x.meta(id)
+	seq := binary.BigEndian.AppendUint32(nil, m.seq)
+	var conflict *Conflict
+	var newComplete uint64
+	errConflict := errors.New("conflict")
+	err := x.db.Update(func(tx *bolt.Tx) error {
+		lb, err := x.logBucket(tx, id, false)
+		if err != nil {
+			return err
+		}
+		if synced := getU64(lb, keySynced); synced != b.First {
+			return fmt.Errorf("index: log %s: batch starts at %d but the index holds entries up to %d", id, b.First, synced)
+		}
+		claims, subjects := lb.Bucket(bucketClaims), tx.Bucket(bucketSubjects)
+		claims.FillPercent = 1 // keys only ever grow: pack pages full
+		newSubjects := uint64(0)
+		key := make([]byte, 12)
+		for i, c := range b.Claims {
+			n := b.First + uint64(i)
+			if err := claims.Put(u64(n), b.Entries[i]); err != nil {
+				return err
+			}
+			copy(key, subjectHash(c.Kind, c.Subject))
+			copy(key[8:], seq)
+			if old := subjects.Get(key); old != nil {
+				oldIndex, _ := binary.Uvarint(old)
+				oldEntry := claims.Get(u64(oldIndex))
+				oc, err := claim.Parse(oldEntry)
+				if err != nil {
+					return fmt.Errorf("index: log %s: stored entry %d: %w", id, oldIndex, err)
+				}
+				if oc.Kind == c.Kind && oc.Subject == c.Subject {
+					if oc.Output() != c.Output() {
+						conflict = &Conflict{Kind: c.Kind, Subject: c.Subject, FirstIndex: oldIndex, SecondIndex: n,
+							FirstEntry: bytes.Clone(oldEntry), SecondEntry: bytes.Clone(b.Entries[i])}
+						return errConflict
+					}
+					continue
+				}
+				// A collision of the 8-byte subject hash within one log:
+				// astronomically unlikely; refuse rather than mis-index.
+				return fmt.Errorf("index: log %s: subject hash collision between %q and %q; please report this", id, oc.Subject, c.Subject)
+			}
+			// bbolt keeps key and value until the commit: fresh slices.
+			if err := subjects.Put(bytes.Clone(key), binary.AppendUvarint(nil, n)); err != nil {
+				return err
+			}
+			newSubjects++
+		}
+		if err := appendHashes(lb.Bucket(bucketTiles), b.First, b.Hashes); err != nil {
+			return err
+		}
+		synced := b.First + uint64(len(b.Entries))
+		if err := lb.Put(keySynced, u64(synced)); err != nil {
+			return err
+		}
+		if err := lb.Put(keySubjects, u64(getU64(lb, keySubjects)+newSubjects)); err != nil {
+			return err
+		}
+		if v := lb.Get(keyCheckpoint); v != nil {
+			cp, err := ParseCheckpointBody(v)
+			if err != nil {
+				return err
+			}
+			if cp.Size == synced {
+				newComplete = synced
+				return lb.Put(keyComplete, bytes.Clone(v))
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errConflict) {
+		return conflict, nil
+	}
+	if err == nil && newComplete > 0 {
+		x.mu.Lock()
+		x.logs[id].complete = newComplete
+		x.mu.Unlock()
+	}
+	return nil, err
+}
+
+// Claims returns the claims every configured, fully indexed log holds for
+// (kind, subject). It implements verdict.Source; compromised logs are
+// included (the verdict reports them), Compromised tells them apart.
+func (x *Index) Claims(kind claim.Kind, subject string) ([]verdict.Entry, error) {
+	prefix := subjectHash(kind, subject)
+	var out []verdict.Entry
+	err := x.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketSubjects).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			e, ok, err := x.entryFor(tx, k[8:], v)
+			if err != nil {
+				return err
+			}
+			if ok && e.Claim.Kind == kind && e.Claim.Subject == subject {
+				out = append(out, e)
+			}
+		}
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Builder < out[j].Builder })
+	return out, err
+}
+
+// entryFor decodes a subjects/ mapping for log seq4 into an Entry. ok is
+// false when the log is not configured or the entry is not yet covered by
+// the log's complete checkpoint.
+func (x *Index) entryFor(tx *bolt.Tx, seq4, value []byte) (verdict.Entry, bool, error) {
+	n, _ := binary.Uvarint(value)
+	x.mu.RLock()
+	id, known := x.bySeq[binary.BigEndian.Uint32(seq4)]
+	configured := known && x.byName[id.Name] == id
+	var complete uint64
+	if m := x.logs[id]; m != nil {
+		complete = m.complete
+	}
+	x.mu.RUnlock()
+	if !configured || n >= complete {
+		return verdict.Entry{}, false, nil
+	}
+	lb := tx.Bucket(bucketLogs).Bucket(id.bucketKey())
+	raw := lb.Bucket(bucketClaims).Get(u64(n))
+	c, err := claim.Parse(raw)
+	if err != nil {
+		return verdict.Entry{}, false, fmt.Errorf("index: log %s: stored entry %d: %w", id, n, err)
+	}
+	return verdict.Entry{Builder: id.Name, Claim: c, Index: n}, true, nil
+}
+
+// Compromised reports whether the configured builder's log has evidence
+// recorded against it. It implements verdict.Source.
+func (x *Index) Compromised(builder string) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	id, ok := x.byName[builder]
+	if !ok {
+		return false
+	}
+	m := x.logs[id]
+	return m != nil && m.compromised
+}
+
+// InclusionProof returns an RFC 6962 inclusion proof of entry index of the
+// configured builder's log in its complete checkpoint, computed from the
+// stored hashes. It implements verdict.Source.
+func (x *Index) InclusionProof(builder string, index uint64) (uint64, [][]byte, error) {
+	x.mu.RLock()
+	id, ok := x.byName[builder]
+	var size uint64
+	if m := x.logs[id]; ok && m != nil {
+		size = m.complete
+	}
+	x.mu.RUnlock()
+	if !ok {
+		return 0, nil, fmt.Errorf("index: builder %q is not configured", builder)
+	}
+	if index >= size {
+		return 0, nil, fmt.Errorf("index: builder %s: entry %d is not in its latest complete checkpoint (size %d)", builder, index, size)
+	}
+	p, err := x.ProveRecord(id, size, index)
+	if err != nil {
+		return 0, nil, err
+	}
+	proof := make([][]byte, len(p))
+	for i := range p {
+		proof[i] = p[i][:]
+	}
+	return size, proof, nil
+}
+
+// ProveRecord returns the inclusion proof of entry n in the tree of size t
+// of log id, from stored hashes (t must not exceed the high-water mark).
+func (x *Index) ProveRecord(id LogID, t, n uint64) (tlog.RecordProof, error) {
+	var p tlog.RecordProof
+	err := x.withHashes(id, t, func(r tlog.HashReader) (err error) {
+		p, err = tlog.ProveRecord(int64(t), int64(n), r)
+		return err
+	})
+	return p, err
+}
+
+// ProveTree returns the consistency proof from the tree of size n to the
+// tree of size t of log id, from stored hashes.
+func (x *Index) ProveTree(id LogID, t, n uint64) (tlog.TreeProof, error) {
+	var p tlog.TreeProof
+	err := x.withHashes(id, t, func(r tlog.HashReader) (err error) {
+		p, err = tlog.ProveTree(int64(t), int64(n), r)
+		return err
+	})
+	return p, err
+}
+
+// RootAt returns the root hash of the first n entries of log id, computed
+// from stored hashes.
+func (x *Index) RootAt(id LogID, n uint64) (tlog.Hash, error) {
+	var h tlog.Hash
+	err := x.withHashes(id, n, func(r tlog.HashReader) (err error) {
+		h, err = tlog.TreeHash(int64(n), r)
+		return err
+	})
+	return h, err
+}
+
+func (x *Index) withHashes(id LogID, size uint64, fn func(tlog.HashReader) error) error {
+	return x.db.View(func(tx *bolt.Tx) error {
+		lb, err := x.logBucket(tx, id, false)
+		if err != nil {
+			return err
+		}
+		if synced := getU64(lb, keySynced); size > synced {
+			return fmt.Errorf("index: log %s: tree size %d is beyond the %d entries indexed", id, size, synced)
+		}
+		return fn(storedHashes{lb.Bucket(bucketTiles)})
+	})
+}
+
+// Entry returns the stored entry n of log id.
+func (x *Index) Entry(id LogID, n uint64) ([]byte, error) {
+	var e []byte
+	err := x.db.View(func(tx *bolt.Tx) error {
+		lb, err := x.logBucket(tx, id, false)
+		if err != nil {
+			return err
+		}
+		e = bytes.Clone(lb.Bucket(bucketClaims).Get(u64(n)))
+		if e == nil {
+			return fmt.Errorf("index: log %s has no entry %d indexed", id, n)
+		}
+		return nil
+	})
+	return e, err
+}
+
+// Size returns the size in bytes of the database file.
+func (x *Index) Size() (int64, error) {
+	st, err := os.Stat(x.db.Path())
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+// BytesPerClaim returns the bytes the index uses per indexed entry: the
+// bytes of all keys and values bbolt holds in use (pages in use, not free
+// pages of the file) divided by the number of entries indexed.
+func (x *Index) BytesPerClaim() (float64, error) {
+	var inuse, entries int64
+	err := x.db.View(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketLogs, bucketSubjects, bucketSeqs, bucketEvidence} {
+			s := tx.Bucket(name).Stats()
+			inuse += int64(s.BranchInuse + s.LeafInuse)
+		}
+		return tx.Bucket(bucketLogs).ForEachBucket(func(k []byte) error {
+			entries += int64(getU64(tx.Bucket(bucketLogs).Bucket(k), keySynced))
+			return nil
+		})
+	})
+	if err != nil || entries == 0 {
+		return 0, err
+	}
+	return float64(inuse) / float64(entries), nil
+}
