@@ -36,6 +36,10 @@ func NarHash(diskPath string) (narHash string, narSize uint64, err error) {
 // WriteNAR writes the NAR serialisation of the file tree at diskPath to w,
 // byte for byte what "nix-store --dump diskPath" writes. It is what a node
 // serves to peers from its own store; NarHash hashes the same bytes.
+//
+// On error w may have received part of the NAR, which a reader recognises
+// as truncated. WriteNAR stops soon after a write to w fails, without
+// reading the rest of the tree.
 func WriteNAR(w io.Writer, diskPath string) error {
 	_, err := dump(w, diskPath)
 	return err
@@ -307,7 +311,9 @@ func (w *narWriter) regular(dirfd int, name string) error {
 		return err
 	}
 	size := uint64(st.Size)
-	if err := w.put(binary.LittleEndian.AppendUint64(w.link[:0], size)); err != nil {
+	var length [8]byte
+	binary.LittleEndian.PutUint64(length[:], size)
+	if err := w.put(length[:]); err != nil {
 		return err
 	}
 	// A file that fits the buffer is read with one read(); a larger one

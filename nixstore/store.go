@@ -9,10 +9,15 @@
 //     is faster than "nix-hash" (see BENCHMARKS.md) so a builder can afford
 //     it for every output. WriteNAR writes the same bytes, to serve the
 //     node's own store to peers.
-//   - References, outputs of a derivation, closures and derivers come from
-//     Nix's own database, through "nix-store --query" (Store). These are
-//     facts Nix established when it registered the path and that cannot be
-//     recomputed from the files alone (see Store.References).
+//   - References, outputs of a derivation, closures, derivers and the
+//     realisations of content-addressed derivations come from Nix's own
+//     database, through "nix-store --query" and "nix realisation info"
+//     (Store). These are facts Nix established when it registered the path
+//     and that cannot be recomputed from the files alone (see
+//     Store.References).
+//
+// Store.Claim and Store.ClaimCA put both together into the claim a builder
+// logs for an output.
 //
 // A Store is the root of a Nix store on disk. Root "/" is the system store
 // /nix/store; any other root is a chroot store, as created by
