@@ -118,7 +118,11 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 0, bufferSize); retu
 // BenchmarkGoNixSmallFiles). This walker opens every entry relative to its
 // directory's descriptor (openat, readlinkat) and uses the file type the
 // directory listing already carries, so a regular file costs openat + fstat
-// + read + close, and a directory or symlink no stat at all.
+// + read + close, and a directory or symlink no stat at all. Those system
+// calls are nearly all of the time on small files; the three small
+// allocations per entry that remain (the listing's entry and name, the C
+// string for openat) measured at about 2 %, too little to justify parsing
+// getdents by hand.
 type narWriter struct {
 	buf     []byte // being filled; cap(buf) == bufferSize
 	written uint64 // bytes handed to the consumer
