@@ -48,3 +48,24 @@ func TestVerdictSubject(t *testing.T) {
 		}
 	}
 }
+
+func FuzzVerdictSubject(f *testing.F) {
+	for _, s := range []string{"/nix/store/0c6kzph7l0dcbfmjap64f0czdafn3b7x-hello/bin/x", "0c6kzph7l0dcbfmjap64f0czdafn3b7x-a",
+		"sha256:" + strings.Repeat("a", 64) + "!out", "github.com/x/y@abcdef1#image?system=x86_64-linux", "", "!", "/nix/store/"} {
+		f.Add("", s)
+		f.Add("oci", s)
+	}
+	f.Fuzz(func(t *testing.T, kind, arg string) {
+		k, subject, err := verdictSubject(kind, arg)
+		if err != nil {
+			return
+		}
+		if k == claim.KindNix {
+			if err := claim.ValidStorePath(subject); err != nil {
+				t.Fatalf("%q gave the invalid store path %q: %v", arg, subject, err)
+			}
+		} else if subject != arg {
+			t.Fatalf("%s subject %q was changed to %q", k, arg, subject)
+		}
+	})
+}
