@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/config"
 )
 
 // Decide reads the claims for (kind, subject) from src, applies the policy
@@ -201,7 +202,7 @@ func (p *Policy) DecideEntries(entries []Entry, compromised func(builder string)
 	for _, g := range groups[1:] {
 		v.Disagreed = append(v.Disagreed, g.votes...)
 	}
-	majority := p.OnConflict == "majority" // config.OnConflictMajority
+	majority := p.OnConflict == config.OnConflictMajority
 	strictMajority := 2*lead.weight > r.total
 	enough := lead.weight >= minWeight && lead.operators >= minOps
 	alone := len(groups) == 1
@@ -221,7 +222,7 @@ func (p *Policy) DecideEntries(entries []Entry, compromised func(builder string)
 	if lead.weight < minWeight {
 		why.WriteString("only ")
 	}
-	fmt.Fprintf(&why, "%s agree (need %d), from %d operator%s (need %d)",
+	fmt.Fprintf(&why, "%s (need %d), from %d operator%s (need %d)",
 		r.agreeing(lead), minWeight, lead.operators, plural(lead.operators), minOps)
 	if !alone {
 		n := len(v.Disagreed)
@@ -248,12 +249,14 @@ func (r *roster) unit() string {
 	return "builders"
 }
 
-// agreeing describes the leading output's support, e.g. "2 of 4 builders".
+// agreeing describes the leading output's support, e.g. "2 of 4 builders
+// agree".
 func (r *roster) agreeing(g *outputGroup) string {
 	if r.mixed {
-		return fmt.Sprintf("%d builder%s carrying %d of %d votes", len(g.votes), plural(len(g.votes)), g.weight, r.total)
+		n := len(g.votes)
+		return fmt.Sprintf("%d builder%s carrying %d of %d votes agree%s", n, plural(n), g.weight, r.total, pluralVerb(n))
 	}
-	return fmt.Sprintf("%d of %d builders", g.weight, r.total)
+	return fmt.Sprintf("%d of %d builders agree", g.weight, r.total)
 }
 
 // tail lists the builders that did not vote.

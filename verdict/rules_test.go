@@ -119,7 +119,7 @@ func TestDecideEntries(t *testing.T) {
 			outcome: Trusted, value: "X", agreed: "alice bob", silent: "carol dave",
 			reason: "2 builders carrying 4 of 6 votes agree (need 4)"},
 		{name: "weights: heavy builder alone", policy: weighted, claims: "alice=X",
-			outcome: Insufficient, agreed: "alice", silent: "bob carol dave", reason: "only 1 builder carrying 3 of 6 votes agree (need 4)"},
+			outcome: Insufficient, agreed: "alice", silent: "bob carol dave", reason: "only 1 builder carrying 3 of 6 votes agrees (need 4)"},
 		{name: "weights: three light builders outweigh the heavy one", policy: weighted, claims: "alice=X bob=Y carol=Y dave=Y",
 			outcome: Conflict, agreed: "alice", disagreed: "bob carol dave"},
 		{name: "operator diversity enforced", policy: oneOrg, claims: "alice=X bob=X carol=X",
