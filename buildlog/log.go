@@ -151,7 +151,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		// vouch's subject index replaces tessera's antispam; the posix
 		// driver's garbage collector only removes partial tiles and bundles
 		// superseded by full ones.
-		WithGarbageCollectionInterval(10 * time.Second)
+		WithGarbageCollectionInterval(time.Second)
 	appender, shutdown, reader, err := tessera.NewAppender(bg, driver, ao)
 	if err != nil {
 		return fail(fmt.Errorf("buildlog: start the log in %s: %w (if the state directory was damaged, restore it from a backup; vouch will not rewrite a log)", tiles, err))
@@ -285,7 +285,7 @@ func (l *Log) Add(ctx context.Context, c *claim.Claim) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("append (the claim may or may not be logged; retrying is safe): %w", err)
 	}
-	if err := l.subjects.record(key, entry, idx.Index); err != nil {
+	if err := l.subjects.record(key, idx.Index); err != nil {
 		// The claim is durable in the log; the index catches up from the
 		// log at the next start. Report success: the log is the truth.
 		return Result{Index: idx.Index}, nil
@@ -369,7 +369,7 @@ func (l *Log) catchUp(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("buildlog: catch up: entry %d is not a valid claim: %w", bundleIdx*256+i, err)
 			}
-			batch = append(batch, indexedEntry{key: c.Key(), raw: eb.Entries[i], index: bundleIdx*256 + i})
+			batch = append(batch, indexedEntry{key: c.Key(), index: bundleIdx*256 + i})
 		}
 		if err := l.subjects.recordBatch(batch, bundleIdx*256+n); err != nil {
 			return err

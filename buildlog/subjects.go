@@ -15,10 +15,10 @@ import (
 	"github.com/vouch-dev/vouch/claim"
 )
 
-// subjectIndex maps each logged (kind, subject) to its log index and a
-// digest of its output. It stores digests, not claims, to keep the bytes on
-// disk per claim small; the claim itself is read back from the log when a
-// conflict must be explained.
+// subjectIndex maps each logged (kind, subject) to its log index: a 16-byte
+// digest of the subject key to an 8-byte index. It stores no claims, to keep
+// the bytes on disk per claim small; the logged claim is read back from the
+// log when a resubmission must be compared with it.
 //
 // Invariant: every entry below the stored high-water mark is indexed. Entries
 // at or above it may or may not be; catchUp indexes them at start-up.
@@ -67,11 +67,6 @@ func subjectKey(key string) []byte {
 	return h[:16]
 }
 
-func outputDigest(c *claim.Claim) []byte {
-	h := sha256.Sum256([]byte(c.Output()))
-	return h[:16]
-}
-
 func (s *subjectIndex) highWater() (uint64, error) {
 	var hw uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -89,7 +84,7 @@ func (s *subjectIndex) lookup(key string) (*claim.Claim, uint64, bool, error) {
 	var found bool
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketSubjects).Get(subjectKey(key))
-		if len(v) == 24 {
+		if len(v) == 8 {
 			idx, found = binary.BigEndian.Uint64(v[:8]), true
 		}
 		return nil
@@ -111,21 +106,15 @@ func (s *subjectIndex) lookup(key string) (*claim.Claim, uint64, bool, error) {
 
 type indexedEntry struct {
 	key   string
-	raw   []byte
 	index uint64
 }
 
-func (s *subjectIndex) put(tx *bolt.Tx, key string, raw []byte, idx uint64) error {
-	c, err := claim.Parse(raw)
-	if err != nil {
-		return err
-	}
-	v := make([]byte, 24)
+func (s *subjectIndex) put(tx *bolt.Tx, key string, idx uint64) error {
+	v := make([]byte, 8)
 	binary.BigEndian.PutUint64(v, idx)
-	copy(v[8:], outputDigest(c))
 	b := tx.Bucket(bucketSubjects)
 	k := subjectKey(key)
-	if old := b.Get(k); len(old) == 24 && binary.BigEndian.Uint64(old[:8]) != idx {
+	if old := b.Get(k); len(old) == 8 && binary.BigEndian.Uint64(old) != idx {
 		// Keep the first entry for a subject. A later entry with the same
 		// subject can only come from an Add that was integrated but not
 		// acknowledged and then retried (same output) — harmless.
@@ -136,9 +125,9 @@ func (s *subjectIndex) put(tx *bolt.Tx, key string, raw []byte, idx uint64) erro
 
 // record indexes one freshly appended entry. Concurrent calls are coalesced
 // into one transaction by bbolt's Batch.
-func (s *subjectIndex) record(key string, raw []byte, idx uint64) error {
+func (s *subjectIndex) record(key string, idx uint64) error {
 	err := s.db.Batch(func(tx *bolt.Tx) error {
-		if err := s.put(tx, key, raw, idx); err != nil {
+		if err := s.put(tx, key, idx); err != nil {
 			return err
 		}
 		s.mu.Lock()
@@ -169,7 +158,7 @@ func (s *subjectIndex) record(key string, raw []byte, idx uint64) error {
 func (s *subjectIndex) recordBatch(entries []indexedEntry, hw uint64) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, e := range entries {
-			if err := s.put(tx, e.key, e.raw, e.index); err != nil {
+			if err := s.put(tx, e.key, e.index); err != nil {
 				return err
 			}
 		}
