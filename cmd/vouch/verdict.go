@@ -11,6 +11,7 @@ import (
 
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/config"
+	"github.com/vouch-dev/vouch/follow"
 	"github.com/vouch-dev/vouch/verdict"
 )
 
@@ -18,11 +19,18 @@ func init() {
 	register(command{name: "verdict", summary: "decide whether a store path or subject is trusted (exit 0 only if so)", run: runVerdict})
 }
 
-// openSource opens the follower's index a node's config names, for reading
-// verdicts. It returns the Source and a function that closes it.
+// openSource opens the follower's index a node's config names (STATE/
+// index.db, written by vouch sync or vouch serve), for reading verdicts. It
+// returns the Source and a function that closes it.
 var openSource = func(cfg *config.Config) (verdict.Source, func() error, error) {
-	return nil, nil, errors.New("this build has no follower index; run vouch sync first with a build that has one")
+	x, err := follow.OpenIndex(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return x, x.Close, nil
 }
+
+var errNoIndex = errors.New("the verdict source is not a follower index")
 
 func runVerdict(args []string) int {
 	fs := newFlags("verdict", "STOREPATH|SUBJECT")
@@ -133,7 +141,7 @@ func printVerdict(w io.Writer, v verdict.Verdict) {
 			if i > 0 {
 				label = ""
 			}
-			fmt.Fprintf(w, "%-12s %s (operator %s, weight %d): entry %d of %d", label, vote.Builder, vote.Operator, vote.Weight, vote.Index, vote.TreeSize)
+			fmt.Fprintf(w, "%-12s %s (operator %s, weight %d): log entry %d, tree size %d", label, vote.Builder, vote.Operator, vote.Weight, vote.Index, vote.TreeSize)
 			if vote.Log != "" {
 				fmt.Fprintf(w, " in log %s", vote.Log)
 			}

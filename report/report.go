@@ -1,0 +1,366 @@
+// Package report builds a node's reproducibility report from its follower
+// index: how often each builder agrees with each other builder, which
+// subjects have more than one output and who built each, which outputs only
+// one builder ever produced, what the node's policy decides for every
+// subject, and how healthy each followed log is.
+//
+// # Numbers
+//
+// Everything is counted over the configured logs only (unlisted logs are
+// never read) and over the claims in each log's latest fully indexed
+// checkpoint, the same claims `vouch verdict` sees.
+//
+//   - Entries of a builder: entries of its log indexed so far.
+//     Subjects: the subjects it has a claim for.
+//   - Agreement of A with B: of the subjects both A and B claimed, the share
+//     for which their outputs are equal (claim.Output). Shared = 0 means
+//     they never built the same thing and the rate is undefined (null).
+//   - Outputs of a subject: its distinct outputs, each with the builders
+//     that claimed it, the most-built first (ties by output).
+//   - Built by one builder: an output exactly one builder claimed; the
+//     subject was never independently reproduced with that result.
+//   - Disagreements: subjects with two or more outputs among all claims,
+//     those of compromised logs included (they show what the logs say).
+//   - Verdicts: Policy.DecideEntries over the subject's claims and the
+//     index's compromised flags: exactly the decision Policy.Decide makes
+//     for `vouch verdict` (Decide is DecideEntries plus inclusion proofs,
+//     which a report does not need), so the counts match for every subject.
+//   - Log health: tree size of the latest verified checkpoint, entries
+//     indexed, lag (entries of that checkpoint not yet indexed), when the
+//     last sync attempt and the last successful one ended, the error of the
+//     last attempt, and how many pieces of evidence were recorded.
+//
+// The report walks the index a page at a time, so memory grows with the
+// number of builders and with the lists it keeps (bounded by
+// Options.ListLimit), not with the number of subjects.
+package report
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/index"
+	"github.com/vouch-dev/vouch/verdict"
+)
+
+// Reader is what a report reads; *index.Index implements it.
+type Reader interface {
+	verdict.Source
+	// Subjects pages through every subject the configured logs claimed.
+	Subjects(after string, limit int) ([]index.Subject, string, error)
+	// Stats returns the state of every configured log.
+	Stats() ([]index.LogStats, error)
+	// Evidence returns all recorded evidence.
+	Evidence() ([]*index.Evidence, error)
+}
+
+// Options tune a report.
+type Options struct {
+	// Now is the time ages are measured from; zero means time.Now().
+	Now time.Time
+	// ListLimit bounds each list of subjects the report keeps (Disagreements,
+	// BuiltByOne, and Undecided); the totals always count everything. Zero
+	// means no bound.
+	ListLimit int
+	// AllSubjects adds every subject, with its outputs and verdict, to
+	// Report.Subjects (unbounded: a log of 10^6 subjects gives 10^6 rows).
+	AllSubjects bool
+	// PageSize is how many subjects are read from the index at once;
+	// zero means 1000.
+	PageSize int
+}
+
+// Report is a node's reproducibility report.
+type Report struct {
+	Generated time.Time `json:"generated"`
+	Policy    Policy    `json:"policy"`
+	Totals    Totals    `json:"totals"`
+	Builders  []Builder `json:"builders"`
+	Logs      []Log     `json:"logs"`
+	// Disagreements lists the subjects with two or more outputs.
+	Disagreements []Subject `json:"disagreements"`
+	// BuiltByOne lists the outputs only one builder claimed.
+	BuiltByOne []Single `json:"built_by_one"`
+	// Undecided lists the subjects whose verdict is not trusted.
+	Undecided []Subject `json:"undecided"`
+	// Subjects lists every subject when Options.AllSubjects is set.
+	Subjects []Subject `json:"subjects,omitempty"`
+}
+
+// Policy summarises the quorum the verdicts were taken under.
+type Policy struct {
+	Builders     int    `json:"builders"`     // distinct builders counted
+	TotalWeight  int    `json:"total_weight"` // the denominator
+	Min          int    `json:"min"`
+	MinOperators int    `json:"min_operators"`
+	OnConflict   string `json:"on_conflict"`
+}
+
+// Totals are counts over every subject.
+type Totals struct {
+	Subjects      int `json:"subjects"`
+	Trusted       int `json:"trusted"`
+	Insufficient  int `json:"insufficient"`
+	Conflict      int `json:"conflict"`
+	Disagreements int `json:"disagreements"` // subjects with two or more outputs
+	BuiltByOne    int `json:"built_by_one"`  // outputs only one builder claimed
+	Evidence      int `json:"evidence"`
+}
+
+// Builder is one configured log's share of the claims.
+type Builder struct {
+	Name        string      `json:"name"`
+	Entries     uint64      `json:"entries"`  // entries indexed
+	Subjects    int         `json:"subjects"` // subjects it has a claim for
+	Compromised bool        `json:"compromised"`
+	Agreement   []Agreement `json:"agreement"` // with every other configured log, by name
+}
+
+// Agreement is how often two builders' outputs are equal.
+type Agreement struct {
+	With   string `json:"with"`
+	Shared int    `json:"shared"` // subjects both claimed
+	Agreed int    `json:"agreed"` // of those, with equal outputs
+	// Rate is Agreed/Shared, nil when Shared is 0.
+	Rate *float64 `json:"rate"`
+}
+
+// Subject is one subject's outputs and verdict.
+type Subject struct {
+	Kind    claim.Kind      `json:"kind"`
+	Subject string          `json:"subject"`
+	Outcome verdict.Outcome `json:"outcome"`
+	Reason  string          `json:"reason"`
+	Outputs []Output        `json:"outputs"`
+}
+
+// Output is one distinct output of a subject and who claimed it.
+type Output struct {
+	Output   string   `json:"output"`
+	Builders []string `json:"builders"` // sorted
+}
+
+// Single is an output only one builder claimed.
+type Single struct {
+	Kind    claim.Kind `json:"kind"`
+	Subject string     `json:"subject"`
+	Output  string     `json:"output"`
+	Builder string     `json:"builder"`
+	// Others is the number of other builders that claimed the subject with
+	// another output (0: nobody else built it at all).
+	Others int `json:"others"`
+}
+
+// Log is the health of one configured log.
+type Log struct {
+	Builder  string `json:"builder"`
+	KeyID    string `json:"key_id"`
+	TreeSize uint64 `json:"tree_size"` // latest verified checkpoint; 0 before the first sync
+	Indexed  uint64 `json:"indexed"`
+	Lag      uint64 `json:"lag"` // entries of that checkpoint not yet indexed
+	// LastChecked and LastOK are when the last sync attempt and the last
+	// successful one ended (zero: never).
+	LastChecked time.Time `json:"last_checked"`
+	LastOK      time.Time `json:"last_ok"`
+	// Age is how long ago the checkpoint was last confirmed (Now - LastOK),
+	// in seconds; -1 when it never was.
+	Age         float64 `json:"age_seconds"`
+	Error       string  `json:"error,omitempty"`
+	Compromised bool    `json:"compromised"`
+	Evidence    int     `json:"evidence"`
+}
+
+// Build walks the index r and reports on it under policy p.
+func Build(r Reader, p *verdict.Policy, opt Options) (*Report, error) {
+	now := opt.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	pageSize := opt.PageSize
+	if pageSize <= 0 {
+		pageSize = 1000
+	}
+	rep := &Report{
+		Generated: now.UTC(),
+		Policy: Policy{Builders: len(p.Builders()), TotalWeight: p.TotalWeight(),
+			Min: p.Min, MinOperators: p.MinOperators, OnConflict: p.OnConflict},
+		Disagreements: []Subject{}, BuiltByOne: []Single{}, Undecided: []Subject{},
+	}
+
+	stats, err := r.Stats()
+	if err != nil {
+		return nil, fmt.Errorf("report: reading log states: %w", err)
+	}
+	evidence, err := r.Evidence()
+	if err != nil {
+		return nil, fmt.Errorf("report: reading evidence: %w", err)
+	}
+	evidenceOf := map[string]int{}
+	for _, e := range evidence {
+		evidenceOf[e.Builder+" "+e.KeyID]++
+	}
+	rep.Totals.Evidence = len(evidence)
+
+	// Logs are sorted by name (Stats' contract; sorted again to be sure),
+	// and pair counters are indexed by position in that order.
+	sort.Slice(stats, func(i, j int) bool { return stats[i].Name < stats[j].Name })
+	pos := map[string]int{}
+	for i, s := range stats {
+		pos[s.Name] = i
+		l := Log{Builder: s.Name, KeyID: s.KeyID, Indexed: s.Synced, Lag: s.Pending,
+			LastChecked: s.Health.Checked, LastOK: s.Health.OK, Age: -1, Error: s.Health.Error,
+			Compromised: s.Compromised, Evidence: evidenceOf[s.LogID.String()]}
+		if s.Checkpoint != nil {
+			l.TreeSize = s.Checkpoint.Size
+		}
+		if !s.Health.OK.IsZero() {
+			l.Age = now.Sub(s.Health.OK).Seconds()
+		}
+		rep.Logs = append(rep.Logs, l)
+		rep.Builders = append(rep.Builders, Builder{Name: s.Name, Entries: s.Synced, Compromised: s.Compromised})
+	}
+	n := len(stats)
+	shared := make([][]int, n)
+	agreed := make([][]int, n)
+	for i := range shared {
+		shared[i], agreed[i] = make([]int, n), make([]int, n)
+	}
+
+	keep := func(list int) bool { return opt.ListLimit <= 0 || list < opt.ListLimit }
+	for cursor := ""; ; {
+		page, next, err := r.Subjects(cursor, pageSize)
+		if err != nil {
+			return nil, fmt.Errorf("report: reading subjects: %w", err)
+		}
+		for _, s := range page {
+			v := p.DecideEntries(s.Claims, r.Compromised)
+			sub := Subject{Kind: s.Kind, Subject: s.Subject, Outcome: v.Outcome, Reason: v.Reason, Outputs: outputs(s.Claims)}
+			rep.Totals.Subjects++
+			switch v.Outcome {
+			case verdict.Trusted:
+				rep.Totals.Trusted++
+			case verdict.Conflict:
+				rep.Totals.Conflict++
+			default:
+				rep.Totals.Insufficient++
+			}
+			if v.Outcome != verdict.Trusted && keep(len(rep.Undecided)) {
+				rep.Undecided = append(rep.Undecided, sub)
+			}
+			if len(sub.Outputs) > 1 {
+				rep.Totals.Disagreements++
+				if keep(len(rep.Disagreements)) {
+					rep.Disagreements = append(rep.Disagreements, sub)
+				}
+			}
+			claimants := 0
+			for _, o := range sub.Outputs {
+				claimants += len(o.Builders)
+			}
+			for _, o := range sub.Outputs {
+				if len(o.Builders) == 1 {
+					rep.Totals.BuiltByOne++
+					if keep(len(rep.BuiltByOne)) {
+						rep.BuiltByOne = append(rep.BuiltByOne, Single{Kind: s.Kind, Subject: s.Subject,
+							Output: o.Output, Builder: o.Builders[0], Others: claimants - 1})
+					}
+				}
+			}
+			if opt.AllSubjects {
+				rep.Subjects = append(rep.Subjects, sub)
+			}
+			countPairs(s.Claims, pos, rep.Builders, shared, agreed)
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+
+	for i := range rep.Builders {
+		rep.Builders[i].Agreement = []Agreement{}
+		for j := range rep.Builders {
+			if i == j {
+				continue
+			}
+			a := Agreement{With: rep.Builders[j].Name, Shared: shared[i][j], Agreed: agreed[i][j]}
+			if a.Shared > 0 {
+				rate := float64(a.Agreed) / float64(a.Shared)
+				a.Rate = &rate
+			}
+			rep.Builders[i].Agreement = append(rep.Builders[i].Agreement, a)
+		}
+	}
+	return rep, nil
+}
+
+// outputs groups a subject's claims by output: most builders first, then
+// by output.
+func outputs(entries []verdict.Entry) []Output {
+	byOutput := map[string][]string{}
+	for _, e := range entries {
+		o := e.Claim.Output()
+		byOutput[o] = append(byOutput[o], e.Builder)
+	}
+	res := make([]Output, 0, len(byOutput))
+	for o, builders := range byOutput {
+		res = append(res, Output{Output: o, Builders: dedupe(builders)})
+	}
+	sort.Slice(res, func(i, j int) bool {
+		if len(res[i].Builders) != len(res[j].Builders) {
+			return len(res[i].Builders) > len(res[j].Builders)
+		}
+		return res[i].Output < res[j].Output
+	})
+	return res
+}
+
+func dedupe(s []string) []string {
+	s = append([]string(nil), s...)
+	sort.Strings(s)
+	out := s[:0]
+	for i, x := range s {
+		if i == 0 || x != s[i-1] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// countPairs adds one subject's claims to the pairwise agreement counters
+// and the per-builder subject counts. A log with two outputs for the subject
+// (it misbehaved; it is compromised) is counted with its first entry.
+func countPairs(entries []verdict.Entry, pos map[string]int, builders []Builder, shared, agreed [][]int) {
+	type claimOf struct {
+		at     int
+		output string
+	}
+	var seen []claimOf
+	for _, e := range entries {
+		i, ok := pos[e.Builder]
+		if !ok {
+			continue
+		}
+		dup := false
+		for _, c := range seen {
+			dup = dup || c.at == i
+		}
+		if dup {
+			continue
+		}
+		seen = append(seen, claimOf{i, e.Claim.Output()})
+	}
+	for a, x := range seen {
+		builders[x.at].Subjects++
+		for _, y := range seen[a+1:] {
+			shared[x.at][y.at]++
+			shared[y.at][x.at]++
+			if x.output == y.output {
+				agreed[x.at][y.at]++
+				agreed[y.at][x.at]++
+			}
+		}
+	}
+}
