@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
 	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/config"
 	"github.com/vouch-dev/vouch/verdict"
 )
 
@@ -188,6 +190,15 @@ func TestSameKeyTwiceUnderTwoNames(t *testing.T) {
 		mustContain(t, rep, "1 of 2")
 		if len(rep.Attestations) != 2 || rep.Attestations[0].Builder != "alice" || rep.Attestations[1].Builder != "alice" {
 			t.Fatalf("both attestations should be alice's: %+v", rep.Attestations)
+		}
+		if rep.Attestations[0].Counted == rep.Attestations[1].Counted {
+			t.Errorf("exactly one of alice's two attestations should count: %+v", rep.Attestations)
+		}
+		mustContain(t, rep, "one key is one vote")
+		// A policy listing one key under two names is refused outright.
+		cfg := fmt.Sprintf("[[builder]]\nname = \"alice\"\nvkey = %q\nlog = \"https://a.example/\"\n[[builder]]\nname = \"alice2\"\nvkey = %q\nlog = \"https://b.example/\"\n", s.ids["alice"].VerifierKey, s.ids["alice"].VerifierKey)
+		if _, err := config.Parse([]byte(cfg)); err == nil || !strings.Contains(err.Error(), "same key") {
+			t.Errorf("config with one key under two names: %v", err)
 		}
 	})
 }

@@ -152,6 +152,7 @@ func (v *Verifier) Verify(ctx context.Context, q Query) (*Report, error) {
 
 	// Registry attestations, as entries of the builder that signed them.
 	bySubject := map[string][]verdict.Entry{}
+	seen := map[string]bool{} // key id + subject of the attestations counted
 	for _, f := range fetched {
 		ex := Examined{Manifest: f.Manifest}
 		if f.Err != nil {
@@ -174,7 +175,12 @@ func (v *Verifier) Verify(ctx context.Context, q Query) (*Report, error) {
 		switch {
 		case q.Subject != "" && a.Claim.Subject != q.Subject:
 			ex.Reason = "about another source than the one asked for"
+		case seen[a.SignedBy[0]+" "+a.Claim.Subject]:
+			// Still handed to the policy, which counts one vote per key.
+			ex.Reason = "valid signature by " + ex.Builder + ", whose key already has an attestation here: one key is one vote"
+			bySubject[a.Claim.Subject] = append(bySubject[a.Claim.Subject], verdict.Entry{Builder: ex.Builder, Claim: a.Claim})
 		default:
+			seen[a.SignedBy[0]+" "+a.Claim.Subject] = true
 			ex.Counted = v.Logs == nil
 			ex.Reason = "valid signature by " + ex.Builder
 			bySubject[a.Claim.Subject] = append(bySubject[a.Claim.Subject], verdict.Entry{Builder: ex.Builder, Claim: a.Claim})
