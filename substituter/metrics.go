@@ -35,7 +35,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"upstream", "stage"}),
 		upstreamFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vouch_substituter_upstream_failures_total",
-			Help: "Upstream answers refused, by reason: missing, status, timeout, stall, oversize, malformed, mismatch, hash, overrun, truncated, corrupt, compression, ca-mismatch, busy, network, client.",
+			Help: "Upstream answers refused, by reason: missing, status, timeout, stall, oversize, malformed, mismatch, hash, overrun, truncated, compression, ca-mismatch, busy, network, read, client.",
 		}, []string{"upstream", "reason"}),
 		verifiedBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vouch_substituter_verified_bytes_total",

@@ -63,6 +63,33 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 	raceCtx, stopRace := context.WithCancel(ctx)
 	defer stopRace()
 	tried := 0
+	// try streams from one upstream whose narinfo matched; it reports
+	// whether the NAR was served.
+	try := func(res narinfoResult) bool {
+		tried++
+		start := time.Now()
+		err := s.fromUpstream(ctx, res.up, res.info, rl)
+		s.metrics.upstreamSeconds.WithLabelValues(res.up.name, "nar").Observe(time.Since(start).Seconds())
+		if err == nil {
+			s.served(rl, res.up.name)
+			return true
+		}
+		reason := reasonOf(ctx, err)
+		s.upstreamFailed(res.up, reason, hashPart, err)
+		if reason != "client" && reason != "busy" {
+			res.up.penalise()
+		}
+		if rl.sent > 0 {
+			// Nix already has part of this NAR; another source cannot
+			// continue it. Cut the stream so Nix sees it short; its
+			// retry will find this upstream at the back of the queue.
+			s.abort(rl)
+		}
+		rl.reset()
+		return false
+	}
+	// Upstreams that recently failed a NAR are tried last.
+	var penalised []narinfoResult
 	for res := range s.raceNarinfos(raceCtx, hashPart) {
 		if res.err != nil {
 			continue
@@ -71,21 +98,18 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 			s.upstreamFailed(res.up, "mismatch", hashPart, err)
 			continue
 		}
-		tried++
-		start := time.Now()
-		err := s.fromUpstream(ctx, res.up, res.info, rl)
-		s.metrics.upstreamSeconds.WithLabelValues(res.up.name, "nar").Observe(time.Since(start).Seconds())
-		if err == nil {
-			s.served(rl, res.up.name)
+		if res.up.isPenalised() {
+			penalised = append(penalised, res)
+			continue
+		}
+		if try(res) {
 			return
 		}
-		s.upstreamFailed(res.up, reasonOf(ctx, err), hashPart, err)
-		if rl.sent > 0 {
-			// Nix already has part of this NAR; another source cannot
-			// continue it. Cut the stream so Nix sees it short.
-			s.abort(rl)
+	}
+	for _, res := range penalised {
+		if try(res) {
+			return
 		}
-		rl.reset()
 	}
 	if ctx.Err() != nil && r.Context().Err() == nil {
 		s.refuse(w, r, http.StatusGatewayTimeout, "timeout", "no upstream delivered the NAR in time")

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -32,7 +33,7 @@ func node(t testing.TB, d Decider, key *keys.NixKey, limits Limits, upstreams ..
 	for _, u := range upstreams {
 		ups = append(ups, config.Upstream{URL: u, Timeout: config.Duration{Duration: 20 * time.Second}})
 	}
-	s, err := New(Options{Decider: d, Key: key, Upstreams: ups, Limits: limits})
+	s, err := New(Options{Decider: d, Key: key, Upstreams: ups, Limits: limits, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -29,7 +30,17 @@ type upstream struct {
 	client  *http.Client
 	limits  Limits
 	slots   chan struct{} // bounds concurrent requests
+	// penaltyUntil (Unix nanoseconds) puts an upstream whose NAR failed
+	// verification at the back of the queue for a while.
+	penaltyUntil atomic.Int64
 }
+
+// penaltyTime is how long an upstream whose NAR failed is tried last.
+const penaltyTime = time.Minute
+
+func (u *upstream) penalise() { u.penaltyUntil.Store(time.Now().Add(penaltyTime).UnixNano()) }
+
+func (u *upstream) isPenalised() bool { return time.Now().UnixNano() < u.penaltyUntil.Load() }
 
 func newUpstream(c config.Upstream, client *http.Client, limits Limits) (*upstream, error) {
 	u, err := url.Parse(strings.TrimSuffix(c.URL, "/"))
@@ -360,7 +371,7 @@ func (m *errorMapper) Read(p []byte) (int, error) {
 		err = m.w.explain(err)
 		var ue *upstreamError
 		if !errors.As(err, &ue) {
-			err = &upstreamError{reason: "corrupt", err: err}
+			err = &upstreamError{reason: "read", err: err}
 		}
 	}
 	return n, err
