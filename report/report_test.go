@@ -24,14 +24,14 @@ import (
 // it: entries appended in batches with their leaf hashes, then a signed
 // checkpoint over them.
 type world struct {
-	t       *testing.T
+	t       testing.TB
 	x       *index.Index
 	ids     map[string]index.LogID
 	signers map[string]note.Signer
 	policy  *verdict.Policy
 }
 
-func newWorld(t *testing.T, builders [][2]string, unlisted ...string) *world {
+func newWorld(t testing.TB, builders [][2]string, unlisted ...string) *world {
 	w := &world{t: t, ids: map[string]index.LogID{}, signers: map[string]note.Signer{}, policy: &verdict.Policy{}}
 	var configured []index.LogID
 	for _, b := range append(append([][2]string{}, builders...), namesOnly(unlisted)...) {
