@@ -25,6 +25,9 @@ import (
 	"github.com/vouch-dev/vouch/buildlog"
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/config"
+	"github.com/vouch-dev/vouch/follow"
+	"github.com/vouch-dev/vouch/index"
+	"github.com/vouch-dev/vouch/verdict"
 	"github.com/vouch-dev/vouch/hook"
 	"github.com/vouch-dev/vouch/keys"
 	"github.com/vouch-dev/vouch/nixstore"
@@ -38,6 +41,8 @@ type Node struct {
 
 	identity *keys.Identity
 	mux      *http.ServeMux
+	index    *index.Index    // the follower index, when following
+	policy   *verdict.Policy // the quorum rule, when following
 
 	// Ready, if set, is called once the node listens, with the HTTP address.
 	Ready func(addr string)
@@ -104,6 +109,12 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 	}
 
+	if len(n.cfg.Builders) > 0 {
+		if err := n.startFollowRole(ctx, run, &closers); err != nil {
+			return err
+		}
+	}
+
 	ln, err := net.Listen("tcp", n.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (set --listen to a free address)", n.cfg.Listen, err)
@@ -130,6 +141,28 @@ func (n *Node) Run(ctx context.Context) error {
 	wg.Wait()
 	close(errc)
 	return <-errc
+}
+
+// startFollowRole opens the follower index, starts syncing every listed
+// log, and, with a Nix key, serves the substituter from the same index.
+func (n *Node) startFollowRole(ctx context.Context, run func(string, func(context.Context) error), closers *[]func() error) error {
+	idx, err := follow.OpenIndex(n.cfg)
+	if err != nil {
+		return err
+	}
+	*closers = append(*closers, idx.Close)
+	n.index = idx
+	f, err := follow.New(n.cfg, idx, follow.Options{Logger: n.logger.With("role", "follow")})
+	if err != nil {
+		return err
+	}
+	run("follow", f.Run)
+	policy, err := verdict.NewPolicy(n.cfg)
+	if err != nil {
+		return err
+	}
+	n.policy = policy
+	return nil
 }
 
 // startLogRole opens the submit socket and the hook spool drainer.
