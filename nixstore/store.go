@@ -16,8 +16,9 @@
 //     and that cannot be recomputed from the files alone (see
 //     Store.References).
 //
-// Store.Claim and Store.ClaimCA put both together into the claim a builder
-// logs for an output.
+// Store.Claim and Store.CAClaim put both together into the claims a builder
+// logs for an output; Store.BuiltOutputs finds the outputs of a derivation
+// a post-build hook was told about.
 //
 // A Store is the root of a Nix store on disk. Root "/" is the system store
 // /nix/store; any other root is a chroot store, as created by
@@ -42,13 +43,11 @@ package nixstore
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os/exec"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -133,7 +132,8 @@ func (s Store) References(ctx context.Context, storePath string) ([]string, erro
 // empty OUT_PATHS: DRV_PATH is all it can rely on.
 //
 // Nix 2.8 cannot answer this for a floating content-addressed derivation
-// (its output paths are known only from realisations): use Realisations.
+// (its output paths are known only from realisations): BuiltOutputs
+// handles both kinds.
 func (s Store) Outputs(ctx context.Context, drvPath string) ([]string, error) {
 	if err := claim.ValidStorePath(drvPath); err != nil || !strings.HasSuffix(drvPath, ".drv") {
 		return nil, fmt.Errorf("nixstore: outputs: %q is not a derivation store path (/nix/store/<hash>-<name>.drv)", drvPath)
@@ -164,70 +164,6 @@ func (s Store) Closure(ctx context.Context, storePath string) ([]string, error) 
 		return nil, fmt.Errorf("nixstore: closure of %s: %w", storePath, err)
 	}
 	return paths, nil
-}
-
-// Realisation maps a derivation output to the store path it was built to,
-// as Nix records it for content-addressed derivations.
-type Realisation struct {
-	// ID is the derivation output id, "sha256:<hash modulo of the .drv,
-	// hex>!<output name>": the subject of a nix-ca claim.
-	ID string
-	// OutPath is the full store path the output realised to.
-	OutPath string
-}
-
-// Realisations returns the realisations Nix recorded for the outputs of
-// drvPath, sorted by ID. Floating content-addressed derivations get one per
-// built output; input-addressed derivations get them only when built with
-// the ca-derivations feature enabled, and none otherwise.
-func (s Store) Realisations(ctx context.Context, drvPath string) ([]Realisation, error) {
-	if err := claim.ValidStorePath(drvPath); err != nil || !strings.HasSuffix(drvPath, ".drv") {
-		return nil, fmt.Errorf("nixstore: realisations: %q is not a derivation store path (/nix/store/<hash>-<name>.drv)", drvPath)
-	}
-	out, err := s.run(ctx, "nix", "realisation", "info", "--json",
-		"--extra-experimental-features", "nix-command ca-derivations", drvPath)
-	if err != nil {
-		return nil, err
-	}
-	rs, err := parseRealisations(out)
-	if err != nil {
-		return nil, fmt.Errorf("nixstore: realisations of %s: %w", drvPath, err)
-	}
-	return rs, nil
-}
-
-// parseRealisations parses the JSON that "nix realisation info --json"
-// prints: an array of {"id": ..., "outPath": "<basename>", ...}. Other
-// fields (signatures, dependentRealisations) are ignored: vouch signs its
-// own claims and Nix 2.8 does not check realisation signatures anyway.
-func parseRealisations(out []byte) ([]Realisation, error) {
-	var raw []struct {
-		ID      string `json:"id"`
-		OutPath string `json:"outPath"`
-	}
-	if err := json.Unmarshal(out, &raw); err != nil {
-		return nil, fmt.Errorf("nix realisation info printed something other than a JSON array: %w", err)
-	}
-	rs := make([]Realisation, 0, len(raw))
-	for _, r := range raw {
-		hash, output, ok := strings.Cut(r.ID, "!")
-		hex, isSHA := strings.CutPrefix(hash, "sha256:")
-		if !ok || !isSHA || len(hex) != 64 || strings.Trim(hex, "0123456789abcdef") != "" || !validOutputName(output) {
-			return nil, fmt.Errorf("realisation id %q is not sha256:<64 hex>!<output>", trunc(r.ID))
-		}
-		p := claim.StoreDir + "/" + r.OutPath
-		if err := claim.ValidStorePath(p); err != nil {
-			return nil, fmt.Errorf("realisation %s: %w", r.ID, err)
-		}
-		rs = append(rs, Realisation{ID: r.ID, OutPath: p})
-	}
-	slices.SortFunc(rs, func(a, b Realisation) int { return strings.Compare(a.ID, b.ID) })
-	for i := 1; i < len(rs); i++ {
-		if rs[i].ID == rs[i-1].ID {
-			return nil, fmt.Errorf("realisation id %s appears twice", rs[i].ID)
-		}
-	}
-	return rs, nil
 }
 
 // Deriver returns the basename of the derivation that produced storePath,
@@ -305,22 +241,6 @@ func (s Store) Claim(ctx context.Context, storePath string) (*claim.Claim, error
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("nixstore: claim for %s: %w", storePath, err)
-	}
-	return c, nil
-}
-
-// ClaimCA returns the nix-ca claim this builder makes about the realisation
-// r of a content-addressed derivation output: that r.ID realised to
-// r.OutPath, with that path's NAR hash and size (from disk) and references
-// (from Nix), as for Claim.
-func (s Store) ClaimCA(ctx context.Context, r Realisation) (*claim.Claim, error) {
-	c, err := s.Claim(ctx, r.OutPath)
-	if err != nil {
-		return nil, err
-	}
-	c.Kind, c.Subject, c.OutPath, c.Deriver = claim.KindNixCA, r.ID, r.OutPath, ""
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("nixstore: claim for %s: %w", r.ID, err)
 	}
 	return c, nil
 }

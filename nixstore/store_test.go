@@ -23,10 +23,21 @@ import (
 )
 
 // buildWorld builds the busybox world (e2e/testdata/world) and
-// testdata/special.nix into a fresh chroot store and returns the store and
-// the "out" paths nix-build printed. It skips the test when nix-build is not
-// installed.
+// testdata/special.nix, with the ca-derivations feature, into a fresh chroot
+// store and returns the store and the "out" paths nix-build printed.
 func buildWorld(t *testing.T) (Store, []string) {
+	t.Helper()
+	src := worldSources(t)
+	st := Store{Root: storeDir(t)}
+	outs := nixBuild(t, st, true, filepath.Join(src, "world"), "-A", "a", "-A", "b", "-A", "c", "-A", "multi", "-A", "ca", "-A", "tamperme")
+	outs = append(outs, nixBuild(t, st, true, filepath.Join(src, "special.nix"))...)
+	return st, outs
+}
+
+// worldSources copies the world and testdata/special.nix into a temporary
+// directory, with busybox as the world's tool, and returns the directory.
+// It skips the test when nix-build is not installed.
+func worldSources(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("nix-build"); err != nil {
 		t.Skip("nix-build is not on PATH; the golden tests compare with real Nix")
@@ -43,7 +54,12 @@ func buildWorld(t *testing.T) (Store, []string) {
 		t.Fatal(err)
 	}
 	copyFile(t, filepath.Join("testdata", "special.nix"), filepath.Join(src, "special.nix"), 0o644)
+	return src
+}
 
+// storeDir returns an empty directory for a chroot store, removed after
+// the test.
+func storeDir(t *testing.T) string {
 	root := t.TempDir()
 	// Store directories are read-only; make them removable for a test run
 	// by someone other than root. Runs before t.TempDir's own clean-up.
@@ -55,22 +71,24 @@ func buildWorld(t *testing.T) (Store, []string) {
 			return nil
 		})
 	})
-	var outs []string
-	for _, b := range [][]string{
-		{world, "-A", "a", "-A", "b", "-A", "c", "-A", "multi", "-A", "ca", "-A", "tamperme"},
-		{filepath.Join(src, "special.nix")},
-	} {
-		args := append([]string{"--store", root, "--no-out-link", "--extra-experimental-features", "ca-derivations"}, b...)
-		cmd := exec.Command("nix-build", args...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("nix-build %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
-		}
-		outs = append(outs, strings.Fields(string(out))...)
+	return root
+}
+
+// nixBuild runs nix-build into st and returns the paths it printed.
+func nixBuild(t *testing.T, st Store, caFeature bool, args ...string) []string {
+	t.Helper()
+	args = append([]string{"--store", st.Root, "--no-out-link"}, args...)
+	if caFeature {
+		args = append(args, "--extra-experimental-features", "ca-derivations")
 	}
-	return Store{Root: root}, outs
+	cmd := exec.Command("nix-build", args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("nix-build %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return strings.Fields(string(out))
 }
 
 func copyFile(t *testing.T, from, to string, mode os.FileMode) {
@@ -170,6 +188,7 @@ func TestGoldenAgainstNix(t *testing.T) {
 		if !slices.Contains(outs, p) {
 			t.Fatalf("Outputs(%s) = %v, does not contain the built %s", drv, outs, p)
 		}
+		checkBuiltOutputs(t, st, drvPath, outs, strings.HasSuffix(p, "-ca"))
 		for _, o := range outs {
 			if _, seen := derivers[o]; !seen {
 				outputs = append(outputs, o)
@@ -357,7 +376,54 @@ func TestGoldenAgainstNix(t *testing.T) {
 	})
 }
 
-// caOutputs checks Realisations and ClaimCA on the world's content-addressed
+// checkBuiltOutputs checks that BuiltOutputs(drvPath) lists exactly outs,
+// content-addressed (with their realisations' ids) or not.
+func checkBuiltOutputs(t *testing.T, st Store, drvPath string, outs []string, contentAddressed bool) {
+	t.Helper()
+	ctx := context.Background()
+	var want []BuiltOutput
+	if contentAddressed {
+		rs, err := st.Realisations(ctx, drvPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			want = append(want, BuiltOutput{Path: r.OutPath, ContentAddressed: true, OutputID: r.ID})
+		}
+	} else {
+		for _, o := range outs {
+			want = append(want, BuiltOutput{Path: o})
+		}
+	}
+	got, err := st.BuiltOutputs(ctx, drvPath)
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("BuiltOutputs(%s) = %+v, %v; want %+v", drvPath, got, err, want)
+	}
+}
+
+// TestBuiltOutputsWithoutCAFeature covers the ordinary Nix installation:
+// without ca-derivations enabled, Nix records no realisations for
+// input-addressed builds, and BuiltOutputs must still find the outputs.
+func TestBuiltOutputsWithoutCAFeature(t *testing.T) {
+	src := worldSources(t)
+	st := Store{Root: storeDir(t)}
+	p := nixBuild(t, st, false, filepath.Join(src, "world"), "-A", "multi")[0]
+	drv, err := st.Deriver(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drvPath := claim.StoreDir + "/" + drv
+	if _, err := st.Realisations(context.Background(), drvPath); err == nil {
+		t.Log("this Nix records realisations without ca-derivations; the test still checks BuiltOutputs")
+	}
+	outs, err := st.Outputs(context.Background(), drvPath)
+	if err != nil || len(outs) != 2 {
+		t.Fatalf("Outputs(multi) = %v, %v; want out and dev", outs, err)
+	}
+	checkBuiltOutputs(t, st, drvPath, outs, false)
+}
+
+// caOutputs checks Realisations and CAClaim on the world's content-addressed
 // derivation, which realised to p, and returns its outputs.
 func caOutputs(t *testing.T, st Store, drvPath, p string) []string {
 	t.Helper()
@@ -369,7 +435,7 @@ func caOutputs(t *testing.T, st Store, drvPath, p string) []string {
 	if len(rs) != 1 || rs[0].OutPath != p || !strings.HasSuffix(rs[0].ID, "!out") {
 		t.Fatalf("Realisations(%s) = %v; want one, out, realised to %s", drvPath, rs, p)
 	}
-	c, err := st.ClaimCA(ctx, rs[0])
+	c, err := st.CAClaim(ctx, rs[0].ID, rs[0].OutPath)
 	if err != nil {
 		t.Fatal(err)
 	}
