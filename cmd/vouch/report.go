@@ -2,7 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/url"
 	"os"
+	"strconv"
 
 	"github.com/vouch-dev/vouch/config"
 	"github.com/vouch-dev/vouch/report"
@@ -49,14 +52,21 @@ func runReport(args []string) int {
 	if err != nil {
 		return fail("report: %v", err)
 	}
-	idx, closeIndex, err := openReportIndex(cfg)
-	if err != nil {
-		return fail("report: %v", err)
-	}
-	defer closeIndex()
-	rep, err := report.Build(idx, policy, report.Options{ListLimit: *limit, AllSubjects: *all})
-	if err != nil {
-		return fail("%v", err)
+	var rep *report.Report
+	if idx, closeIndex, openErr := openReportIndex(cfg); openErr == nil {
+		defer closeIndex()
+		if rep, err = report.Build(idx, policy, report.Options{ListLimit: *limit, AllSubjects: *all}); err != nil {
+			return fail("%v", err)
+		}
+	} else {
+		// A running node holds the index open: ask it over loopback.
+		query := url.Values{"limit": {strconv.Itoa(*limit)}, "all": {strconv.FormatBool(*all)}}
+		fromNode, askErr := askNode[report.Report](cfg, report.HTTPPath, query)
+		if askErr != nil {
+			return fail("report: %v; nor did a running node answer: %v", openErr, askErr)
+		}
+		rep = &fromNode
+		fmt.Fprintf(os.Stderr, "vouch: the index is in use; this is the report of the node at %s\n", cfg.Listen)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)

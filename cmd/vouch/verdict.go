@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/config"
@@ -56,14 +60,20 @@ func runVerdict(args []string) int {
 	if err != nil {
 		return fail("verdict: %v", err)
 	}
-	src, closeSource, err := openSource(cfg)
-	if err != nil {
-		return fail("verdict: %v", err)
-	}
-	defer closeSource()
-	v, err := policy.Decide(src, kind, subject)
-	if err != nil {
-		return fail("verdict: %v", err)
+	var v verdict.Verdict
+	if src, closeSource, openErr := openSource(cfg); openErr == nil {
+		defer closeSource()
+		if v, err = policy.Decide(src, kind, subject); err != nil {
+			return fail("verdict: %v", err)
+		}
+	} else {
+		// A running node holds the index open: ask it over loopback. It
+		// answers from the same local index, under its own config.
+		var askErr error
+		if v, askErr = askNode[verdict.Verdict](cfg, verdict.HTTPPath, url.Values{"kind": {string(kind)}, "subject": {subject}}); askErr != nil {
+			return fail("verdict: %v; nor did a running node answer: %v", openErr, askErr)
+		}
+		fmt.Fprintf(os.Stderr, "vouch: the index is in use; this is the verdict of the node at %s\n", cfg.Listen)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
@@ -115,9 +125,7 @@ func verdictSubject(kind, arg string) (claim.Kind, string, error) {
 		}
 		return claim.KindNix, filepath.Clean(p), nil
 	case claim.KindNixCA, claim.KindOCI:
-		// The subject syntax is the claim's: check it as a claim would.
-		probe := &claim.Claim{Kind: claim.Kind(kind), Subject: arg}
-		if err := probe.Validate(); err != nil && strings.HasPrefix(err.Error(), "subject") {
+		if err := verdict.CheckSubject(claim.Kind(kind), arg); err != nil {
 			return "", "", fmt.Errorf("%q is not a valid %s subject: %v", arg, kind, err)
 		}
 		return claim.Kind(kind), arg, nil
@@ -162,4 +170,34 @@ func printVerdict(w io.Writer, v verdict.Verdict) {
 	}
 	list("silent:", v.Silent)
 	list("compromised:", v.Compromised)
+}
+
+// askNode GETs path?query from the node listening at cfg.Listen (on
+// loopback when it listens on every address) and decodes its JSON answer
+// into a T.
+func askNode[T any](cfg *config.Config, path string, query url.Values) (T, error) {
+	var out T
+	host, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return out, fmt.Errorf("listen address %q: %w", cfg.Listen, err)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	u := "http://" + net.JoinHostPort(host, port) + path + "?" + query.Encode()
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Get(u)
+	if err != nil {
+		return out, err
+	}
+	defer resp.Body.Close()
+	body := io.LimitReader(resp.Body, 256<<20)
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(body, 1024))
+		return out, fmt.Errorf("GET %s: %s: %s", u, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	if err := json.NewDecoder(body).Decode(&out); err != nil {
+		return out, fmt.Errorf("GET %s: %w", u, err)
+	}
+	return out, nil
 }

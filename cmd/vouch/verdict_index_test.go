@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,8 +51,14 @@ func TestVerdictAndReportOnAnIndex(t *testing.T) {
 	}
 	names := []string{"alice", "bob", "carol", "dave"}
 	signers := map[string]note.Signer{}
+	// The address a running node would listen on (used at the end).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
 	var cfgText strings.Builder
-	fmt.Fprintf(&cfgText, "state = %q\n", state)
+	fmt.Fprintf(&cfgText, "state = %q\nlisten = %q\n", state, ln.Addr().String())
 	for i, n := range names {
 		skey, vkey, err := note.GenerateKey(rand.Reader, n)
 		if err != nil {
@@ -156,5 +164,28 @@ func TestVerdictAndReportOnAnIndex(t *testing.T) {
 	}
 	if code, out := capture(t, "report", "--config", cfgPath); code != 0 || !strings.Contains(out, "subjects with more than one output (1)") {
 		t.Errorf("report text: exit %d\n%s", code, out)
+	}
+
+	// While a node holds the index, the commands ask it instead.
+	held, err := follow.OpenIndex(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	policy, err := verdict.NewPolicy(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(verdict.HTTPPath, verdict.Handler(policy, held))
+	mux.Handle(report.HTTPPath, report.Handler(policy, held))
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	defer srv.Close()
+	if code, out := capture(t, "verdict", "--config", cfgPath, good); code != 0 || !strings.Contains(out, "trusted: nix "+good) {
+		t.Errorf("verdict from the node: exit %d\n%s", code, out)
+	}
+	if code, out := capture(t, "report", "--config", cfgPath); code != 0 || !strings.Contains(out, "1 trusted, 1 conflict, 0 insufficient") {
+		t.Errorf("report from the node: exit %d\n%s", code, out)
 	}
 }
