@@ -31,6 +31,7 @@ import (
 	"github.com/vouch-dev/vouch/hook"
 	"github.com/vouch-dev/vouch/keys"
 	"github.com/vouch-dev/vouch/nixstore"
+	"github.com/vouch-dev/vouch/report"
 	"github.com/vouch-dev/vouch/submit"
 )
 
@@ -162,6 +163,9 @@ func (n *Node) startFollowRole(ctx context.Context, run func(string, func(contex
 		return err
 	}
 	n.policy = policy
+	// `vouch verdict` and `vouch report` ask these while the node holds the index.
+	n.mux.Handle(verdict.HTTPPath, verdict.Handler(policy, idx))
+	n.mux.Handle(report.HTTPPath, report.Handler(policy, idx))
 	return nil
 }
 
