@@ -447,36 +447,62 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 		}
 		claims, subjects := lb.Bucket(bucketClaims), tx.Bucket(bucketSubjects)
 		claims.FillPercent = 1 // keys only ever grow: pack pages full
-		newSubjects := uint64(0)
-		key := make([]byte, 12)
+		type mapping struct {
+			key [12]byte
+			n   uint64
+			c   *claim.Claim
+		}
+		maps := make([]mapping, 0, len(b.Claims))
 		for i, c := range b.Claims {
 			n := b.First + uint64(i)
 			if err := claims.Put(u64(n), b.Entries[i]); err != nil {
 				return err
 			}
-			copy(key, subjectHash(c.Kind, c.Subject))
-			copy(key[8:], seq)
-			if old := subjects.Get(key); old != nil {
+			if c == nil {
+				continue // not a claim this version understands: kept for the tree only
+			}
+			m := mapping{n: n, c: c}
+			copy(m.key[:], subjectHash(c.Kind, c.Subject))
+			copy(m.key[8:], seq)
+			maps = append(maps, m)
+		}
+		// Insert in key order: the B-tree is then walked left to right
+		// instead of at random, which is several times faster. Equal keys
+		// keep log order, so the earliest claim of a subject wins.
+		sort.Slice(maps, func(i, j int) bool {
+			if c := bytes.Compare(maps[i].key[:], maps[j].key[:]); c != 0 {
+				return c < 0
+			}
+			return maps[i].n < maps[j].n
+		})
+		newSubjects := uint64(0)
+		values := make([]byte, 0, len(maps)*binary.MaxVarintLen64)
+		for i := range maps {
+			m := &maps[i]
+			if old := subjects.Get(m.key[:]); old != nil {
 				oldIndex, _ := binary.Uvarint(old)
 				oldEntry := claims.Get(u64(oldIndex))
 				oc, err := claim.Parse(oldEntry)
 				if err != nil {
 					return fmt.Errorf("index: log %s: stored entry %d: %w", id, oldIndex, err)
 				}
-				if oc.Kind == c.Kind && oc.Subject == c.Subject {
-					if oc.Output() != c.Output() {
-						conflict = &Conflict{Kind: c.Kind, Subject: c.Subject, FirstIndex: oldIndex, SecondIndex: n,
-							FirstEntry: bytes.Clone(oldEntry), SecondEntry: bytes.Clone(b.Entries[i])}
+				if oc.Kind == m.c.Kind && oc.Subject == m.c.Subject {
+					if oc.Output() != m.c.Output() {
+						conflict = &Conflict{Kind: m.c.Kind, Subject: m.c.Subject, FirstIndex: oldIndex, SecondIndex: m.n,
+							FirstEntry: bytes.Clone(oldEntry), SecondEntry: bytes.Clone(b.Entries[m.n-b.First])}
 						return errConflict
 					}
 					continue
 				}
 				// A collision of the 8-byte subject hash within one log:
 				// astronomically unlikely; refuse rather than mis-index.
-				return fmt.Errorf("index: log %s: subject hash collision between %q and %q; please report this", id, oc.Subject, c.Subject)
+				return fmt.Errorf("index: log %s: subject hash collision between %q and %q; please report this", id, oc.Subject, m.c.Subject)
 			}
-			// bbolt keeps key and value until the commit: fresh slices.
-			if err := subjects.Put(bytes.Clone(key), binary.AppendUvarint(nil, n)); err != nil {
+			// bbolt keeps key and value slices until the commit: they
+			// point into maps and values, which outlive it.
+			start := len(values)
+			values = binary.AppendUvarint(values, m.n)
+			if err := subjects.Put(m.key[:], values[start:len(values):len(values)]); err != nil {
 				return err
 			}
 			newSubjects++

@@ -1,0 +1,249 @@
+package index
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/vouch-dev/vouch/claim"
+)
+
+func entry(t testing.TB, i int, output string) ([]byte, *claim.Claim) {
+	h := sha256.Sum256([]byte(fmt.Sprint(i)))
+	const alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
+	name := make([]byte, 32)
+	for j := range name {
+		name[j] = alphabet[h[j]%32]
+	}
+	o := sha256.Sum256([]byte(output))
+	nar := make([]byte, 52)
+	for j := range nar {
+		nar[j] = alphabet[(h[j%32]^o[j%32]^byte(j))%32]
+	}
+	c := &claim.Claim{Kind: claim.KindNix, Subject: "/nix/store/" + string(name) + "-p",
+		NarHash: "sha256:" + string(nar), NarSize: 1}
+	b, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, c
+}
+
+func batch(t testing.TB, first, n int, output string) *Batch {
+	b := &Batch{First: uint64(first)}
+	for i := first; i < first+n; i++ {
+		e, c := entry(t, i, output)
+		b.Entries = append(b.Entries, e)
+		b.Claims = append(b.Claims, c)
+		b.Hashes = append(b.Hashes, tlog.RecordHash(e))
+	}
+	return b
+}
+
+// refTree is a reference Merkle tree kept by sumdb/tlog itself.
+type refTree []tlog.Hash
+
+func (r refTree) ReadHashes(ix []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(ix))
+	for i, x := range ix {
+		out[i] = r[x]
+	}
+	return out, nil
+}
+
+func checkpointNote(origin string, size uint64, root tlog.Hash) *Checkpoint {
+	note := fmt.Sprintf("%s\n%d\n%s\n\n— %s AAAA\n", origin, size, base64.StdEncoding.EncodeToString(root[:]), origin)
+	cp, err := ParseCheckpointBody([]byte(note))
+	if err != nil {
+		panic(err)
+	}
+	return cp
+}
+
+// TestTreeMatchesTlog appends in uneven batches and checks every root and
+// proof the index computes against sumdb/tlog's own stored-hash tree.
+func TestTreeMatchesTlog(t *testing.T) {
+	id := LogID{"alice", "k1"}
+	x, err := Open(filepath.Join(t.TempDir(), "index.db"), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	var ref refTree
+	n := 0
+	for _, size := range []int{1, 254, 1, 300, 256 * 3, 5} {
+		b := batch(t, n, size, "o")
+		if c, err := x.Append(id, b); err != nil || c != nil {
+			t.Fatal(c, err)
+		}
+		for i, e := range b.Entries {
+			hs, err := tlog.StoredHashes(int64(n+i), e, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref = append(ref, hs...)
+		}
+		n += size
+		for _, m := range []int{1, max(1, n/2), max(1, n-1), n} {
+			want, _ := tlog.TreeHash(int64(m), ref)
+			got, err := x.RootAt(id, uint64(m))
+			if err != nil || got != want {
+				t.Fatalf("root at %d of %d: %v %v, want %v", m, n, got, err, want)
+			}
+			p, err := x.ProveRecord(id, uint64(n), uint64(m-1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			root, _ := tlog.TreeHash(int64(n), ref)
+			if err := tlog.CheckRecord(p, int64(n), root, int64(m-1), b0(t, m-1)); err != nil {
+				t.Fatalf("record proof %d in %d: %v", m-1, n, err)
+			}
+			tp, err := x.ProveTree(id, uint64(n), uint64(m))
+			if err != nil || tlog.CheckTree(tp, int64(n), root, int64(m), want) != nil {
+				t.Fatalf("tree proof %d→%d: %v", m, n, err)
+			}
+		}
+	}
+}
+
+func b0(t testing.TB, i int) tlog.Hash {
+	e, _ := entry(t, i, "o")
+	return tlog.RecordHash(e)
+}
+
+func TestClaimsConflictsAndResume(t *testing.T) {
+	alice, bob, bobOld, unlisted := LogID{"alice", "k1"}, LogID{"bob", "k2"}, LogID{"bob", "k0"}, LogID{"mallory", "k3"}
+	path := filepath.Join(t.TempDir(), "index.db")
+	x, err := Open(path, alice, bob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []LogID{alice, bob, bobOld, unlisted} {
+		out := "o"
+		if id == bobOld {
+			out = "z" // an old key of bob's said something else
+		}
+		b := batch(t, 0, 10, out)
+		if c, err := x.Append(id, b); err != nil || c != nil {
+			t.Fatal(c, err)
+		}
+		if id == bob {
+			continue // bob's checkpoint is not stored: nothing is complete
+		}
+		root, _ := x.RootAt(id, 10)
+		if err := x.SetCheckpoint(id, checkpointNote(id.Name, 10, root)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, c := entry(t, 3, "o")
+	es, err := x.Claims(c.Kind, c.Subject)
+	if err != nil || len(es) != 1 || es[0].Builder != "alice" || es[0].Index != 3 {
+		t.Fatalf("claims: %+v %v (want only alice: bob incomplete, bob's old key and mallory unlisted)", es, err)
+	}
+	root, _ := x.RootAt(bob, 10)
+	x.SetCheckpoint(bob, checkpointNote("bob", 10, root))
+	if es, _ = x.Claims(c.Kind, c.Subject); len(es) != 2 || es[1].Builder != "bob" || es[1].Claim.Output() != c.Output() {
+		t.Fatalf("claims after bob's checkpoint: %+v", es)
+	}
+
+	// Same output again: fine. Another output: a conflict, nothing written.
+	b := batch(t, 10, 2, "o")
+	dup, dc := entry(t, 4, "o")
+	b.Entries[1], b.Claims[1], b.Hashes[1] = dup, dc, tlog.RecordHash(dup)
+	if c, err := x.Append(alice, b); err != nil || c != nil {
+		t.Fatal(c, err)
+	}
+	b = batch(t, 12, 2, "o")
+	bad, bc := entry(t, 5, "other")
+	b.Entries[0], b.Claims[0], b.Hashes[0] = bad, bc, tlog.RecordHash(bad)
+	conflict, err := x.Append(alice, b)
+	if err != nil || conflict == nil || conflict.FirstIndex != 5 || conflict.SecondIndex != 12 {
+		t.Fatalf("conflict: %+v %v", conflict, err)
+	}
+	st, _ := x.State(alice)
+	if st.Synced != 12 || st.Subjects != 11 {
+		t.Fatalf("after refused batch: synced %d subjects %d", st.Synced, st.Subjects)
+	}
+	if _, err := x.Append(alice, batch(t, 20, 1, "o")); err == nil {
+		t.Fatal("a batch with a gap was accepted")
+	}
+	if err := x.AddEvidence(alice, &Evidence{Kind: EvidenceConflictingClaims, Summary: "two outputs"}); err != nil {
+		t.Fatal(err)
+	}
+	x.Close()
+
+	// Reopen: state, evidence and the compromised flag survive.
+	x, err = Open(path, alice, bob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if !x.Compromised("alice") || x.Compromised("bob") {
+		t.Fatal("compromised flag lost on reopen")
+	}
+	evs, _ := x.Evidence()
+	if len(evs) != 1 || evs[0].ID != "1" || evs[0].Builder != "alice" {
+		t.Fatalf("evidence after reopen: %+v", evs)
+	}
+	if st, _ = x.State(alice); st.Synced != 12 || st.Complete.Size != 10 || st.Pinned.Size != 10 {
+		t.Fatalf("state after reopen: %+v", st)
+	}
+
+	// Paginate all subjects: 10 subjects, each claimed by alice and bob.
+	var all []Subject
+	for cur := ""; ; {
+		page, next, err := x.Subjects(cur, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, page...)
+		if next == "" {
+			break
+		}
+		cur = next
+	}
+	if len(all) != 10 {
+		t.Fatalf("%d subjects, want 10", len(all))
+	}
+	for _, s := range all {
+		if len(s.Claims) != 2 || s.Claims[0].Builder != "alice" || s.Claims[1].Builder != "bob" {
+			t.Fatalf("subject %s: %+v", s.Subject, s.Claims)
+		}
+	}
+	stats, _ := x.Stats()
+	if len(stats) != 2 || stats[0].Name != "alice" || !stats[0].Compromised || stats[0].Pending != 0 {
+		t.Fatalf("stats: %+v", stats)
+	}
+}
+
+// BenchmarkAppend measures indexing throughput (claims/s) and bytes per
+// claim, by batch size. Each iteration appends one batch to a growing log.
+func BenchmarkAppend(b *testing.B) {
+	for _, per := range []int{8192, 32768} {
+		b.Run(fmt.Sprint(per), func(b *testing.B) {
+			id := LogID{"alice", "k1"}
+			x, err := Open(filepath.Join(b.TempDir(), "index.db"), id)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer x.Close()
+			n := 0
+			for b.Loop() {
+				b.StopTimer()
+				bt := batch(b, n, per, "o")
+				b.StartTimer()
+				if c, err := x.Append(id, bt); err != nil || c != nil {
+					b.Fatal(c, err)
+				}
+				n += per
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "claims/s")
+			bpc, _ := x.BytesPerClaim()
+			b.ReportMetric(bpc, "index-bytes/claim")
+		})
+	}
+}
