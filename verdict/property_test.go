@@ -28,8 +28,12 @@ func decodeScenario(data []byte) scenario {
 	s := scenario{policy: &Policy{}, compromised: map[string]bool{}}
 	n := 1 + next()%8
 	for i := 0; i < n; i++ {
+		name := i
+		if next()%4 == 0 {
+			name = next() % n // a name listed twice
+		}
 		s.policy.Members = append(s.policy.Members, Member{
-			Name:     fmt.Sprintf("b%d", i),
+			Name:     fmt.Sprintf("b%d", name),
 			Operator: fmt.Sprintf("org%d", next()%4),
 			Weight:   next() % 4, // 0 means: counts for nothing
 			KeyID:    fmt.Sprintf("k%d", next()%(n+1)),
@@ -162,7 +166,9 @@ func FuzzDecideEntries(f *testing.F) {
 	f.Add([]byte{7, 0, 1, 1, 1, 1, 1, 1, 1, 3, 2, 2, 0, 2, 1, 2, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 0, 2, 1, 9})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		checkProperties(t, decodeScenario(data))
+		s := decodeScenario(data)
+		checkProperties(t, s)
+		checkAgainstReference(t, s)
 	})
 }
 
@@ -175,6 +181,112 @@ func TestProperties(t *testing.T) {
 		for j := range data {
 			data[j] = byte(r.UintN(256))
 		}
-		checkProperties(t, decodeScenario(data))
+		s := decodeScenario(data)
+		checkProperties(t, s)
+		checkAgainstReference(t, s)
+	}
+}
+
+// reference is the package doc's rule written out again as plainly as
+// possible, without the implementation's data structures, so that the two
+// can be compared on random scenarios.
+func reference(p *Policy, entries []Entry, compromised map[string]bool) (Outcome, string, []string) {
+	// Rule 1, per name: the member whose (key id, operator, -weight) sorts first.
+	byName := map[string]Member{}
+	for _, m := range p.Members {
+		if m.Weight < 1 || m.Name == "" {
+			continue
+		}
+		if m.Operator == "" {
+			m.Operator = m.Name
+		}
+		o, seen := byName[m.Name]
+		if !seen || m.KeyID < o.KeyID || m.KeyID == o.KeyID && (m.Operator < o.Operator || m.Operator == o.Operator && m.Weight > o.Weight) {
+			byName[m.Name] = m
+		}
+	}
+	identity := func(m Member) string {
+		if m.KeyID == "" {
+			return "name:" + m.Name
+		}
+		return m.KeyID
+	}
+	// Per identity: the member with the smallest name stands for it.
+	canonical := map[string]Member{}
+	for _, m := range byName {
+		id := identity(m)
+		if c, ok := canonical[id]; !ok || m.Name < c.Name {
+			canonical[id] = m
+		}
+	}
+	total := 0
+	for _, c := range canonical {
+		total += c.Weight
+	}
+	// Rules 2 to 4: the outputs each identity claimed, under any of its names.
+	outputsOf := map[string]map[string]bool{}
+	bad := map[string]bool{}
+	for name, m := range byName {
+		if compromised[name] {
+			bad[identity(m)] = true
+		}
+	}
+	for _, e := range entries {
+		m, listed := byName[e.Builder]
+		if !listed || e.Claim == nil {
+			continue
+		}
+		id := identity(m)
+		if outputsOf[id] == nil {
+			outputsOf[id] = map[string]bool{}
+		}
+		outputsOf[id][e.Claim.Key()+"\n"+e.Claim.Output()] = true
+	}
+	weight := map[string]int{}
+	operators := map[string]map[string]bool{}
+	voters := map[string][]string{}
+	for id, outs := range outputsOf {
+		if bad[id] || len(outs) != 1 {
+			continue
+		}
+		for o := range outs {
+			weight[o] += canonical[id].Weight
+			if operators[o] == nil {
+				operators[o] = map[string]bool{}
+			}
+			operators[o][canonical[id].Operator] = true
+			voters[o] = append(voters[o], canonical[id].Name)
+		}
+	}
+	if len(weight) == 0 {
+		return Insufficient, "", nil
+	}
+	lead := ""
+	for o, w := range weight {
+		if lead == "" || w > weight[lead] || w == weight[lead] && o < lead {
+			lead = o
+		}
+	}
+	trusted := weight[lead] >= max(p.Min, 1) && len(operators[lead]) >= max(p.MinOperators, 1) &&
+		(len(weight) == 1 || p.OnConflict == "majority" && 2*weight[lead] > total)
+	switch {
+	case trusted:
+		return Trusted, lead, sortedCopy(voters[lead])
+	case len(weight) > 1:
+		return Conflict, lead, sortedCopy(voters[lead])
+	}
+	return Insufficient, lead, sortedCopy(voters[lead])
+}
+
+func checkAgainstReference(t *testing.T, s scenario) {
+	t.Helper()
+	v := s.decide(s.policy, s.entries)
+	outcome, lead, agreed := reference(s.policy, s.entries, s.compromised)
+	if v.Outcome != outcome || !reflect.DeepEqual(append([]string{}, names(v.Agreed)...), append([]string{}, agreed...)) {
+		t.Fatalf("rule and reference differ: %s %v vs %s %v (lead %q)\npolicy %+v\nentries %+v\ncompromised %v",
+			v.Outcome, names(v.Agreed), outcome, agreed, lead, s.policy, s.entries, s.compromised)
+	}
+	if outcome == Trusted && v.Value.Key()+"\n"+v.Value.Output() != lead {
+		t.Fatalf("value %s, reference %s", v.Value.Output(), lead)
 	}
 }
