@@ -16,11 +16,21 @@ import (
 // ExportEvidence writes e to path as indented JSON: the self-contained
 // file VerifyEvidence checks.
 func ExportEvidence(e *index.Evidence, path string) error {
-	b, err := json.MarshalIndent(e, "", "  ")
+	b, err := MarshalEvidence(e)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	return os.WriteFile(path, b, 0o644)
+}
+
+// MarshalEvidence returns the bytes of the file ExportEvidence writes, for
+// those who serve it rather than write it.
+func MarshalEvidence(e *index.Evidence) ([]byte, error) {
+	b, err := json.MarshalIndent(e, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
 }
 
 // ReadEvidence reads a file written by ExportEvidence.

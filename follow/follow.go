@@ -36,8 +36,8 @@
 // claims stop counting and it is not synced again. Other logs carry on:
 // each log syncs on its own, and one log's failure never stops another.
 //
-// Memory is bounded by three batches of Options.BatchEntries entries (one
-// being fetched, one queued, one being indexed) and a small tile cache, whatever the size of the log.
+// Memory is bounded by two batches of Options.BatchEntries entries (one
+// being fetched and verified, one being indexed) and a small tile cache, whatever the size of the log.
 //
 // # Scheduling
 //
@@ -72,7 +72,7 @@ import (
 // DefaultBatchEntries is the default number of entries indexed per
 // transaction: 128 entry bundles. Larger batches amortise the index's
 // commits (each rewrites the B-tree pages its random subject keys touch);
-// memory stays bounded by three batches, about 30 MiB for typical claims.
+// memory stays bounded by two batches, about 40 MiB for typical claims.
 const DefaultBatchEntries = 128 * 256
 
 // MaxBackoff caps the wait after repeated failures.
@@ -349,7 +349,8 @@ func (s *logSyncer) sync(ctx context.Context, progress func(Progress)) (r Result
 	}
 
 	// Fetching and verifying the next batch overlaps with indexing the
-	// current one; at most three batches are alive at once.
+	// current one; at most two batches are alive at once (the channel is
+	// unbuffered: one batch being indexed, the next one waiting).
 	type fetched struct {
 		batch *index.Batch
 		ev    *index.Evidence
@@ -357,7 +358,7 @@ func (s *logSyncer) sync(ctx context.Context, progress func(Progress)) (r Result
 	}
 	fetchCtx, stopFetching := context.WithCancel(ctx)
 	defer stopFetching()
-	batches := make(chan fetched, 1)
+	batches := make(chan fetched)
 	go func() {
 		defer close(batches)
 		for next := st.Synced; next < cp.Size; {

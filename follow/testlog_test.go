@@ -137,6 +137,45 @@ func (l *tileLog) publish(n int) string {
 	return dir
 }
 
+// publishStream publishes a log of n entries made by gen without keeping
+// them in memory (only the tree's hashes), for large benchmarks.
+func (l *tileLog) publishStream(n int, gen func(i int) []byte) string {
+	dir := l.t.TempDir()
+	write := func(path string, data []byte) {
+		p := filepath.Join(dir, filepath.FromSlash(path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			l.t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			l.t.Fatal(err)
+		}
+	}
+	var bundle []byte
+	for i := 0; i < n; i++ {
+		e := gen(i)
+		hs, err := tlog.StoredHashes(int64(i), e, l)
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		l.hashes = append(l.hashes, hs...)
+		bundle = binary.BigEndian.AppendUint16(bundle, uint16(len(e)))
+		bundle = append(bundle, e...)
+		if (i+1)%256 == 0 || i == n-1 {
+			write(layout.EntriesPath(uint64(i/256), partialOf(i%256+1)), bundle)
+			bundle = bundle[:0]
+		}
+	}
+	for _, t := range tlog.NewTiles(8, 0, int64(n)) {
+		data, err := tlog.ReadTileData(t, l)
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		write(layout.TilePath(uint64(t.L), uint64(t.N), partialOf(t.W)), data)
+	}
+	write("checkpoint", l.checkpoint(n))
+	return dir
+}
+
 func testClaim(t testing.TB, name, output string) []byte {
 	c := &claim.Claim{
 		Kind:    claim.KindNix,

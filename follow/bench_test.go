@@ -1,0 +1,97 @@
+package follow
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vouch-dev/vouch/config"
+)
+
+// benchClaims is the log size BenchmarkSync syncs: VOUCH_BENCH_CLAIMS,
+// default 100000.
+func benchClaims(b *testing.B) int {
+	if v := os.Getenv("VOUCH_BENCH_CLAIMS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	return 100_000
+}
+
+// BenchmarkSync syncs, verifies and indexes a log of benchClaims claims
+// served over HTTP on 127.0.0.1, into a fresh index per iteration. It
+// reports claims/s, the index's bytes per claim, the peak Go heap during
+// the sync and the process's peak RSS (VmHWM, which includes building the
+// log).
+func BenchmarkSync(b *testing.B) {
+	n := benchClaims(b)
+	l := newTileLog(b, "bench")
+	srv := newSwitchServer(b, l.publishStream(n, func(i int) []byte { return testClaim(b, "s-"+strconv.Itoa(i), "out") }))
+	l.hashes = nil
+	runtime.GC()
+
+	var total time.Duration
+	var peakHeap uint64
+	var bytesPerClaim float64
+	for b.Loop() {
+		cfg := testConfig(b, config.Builder{Name: "bench", VKey: l.vkey, Log: srv.url()})
+		f, idx := openFollower(b, cfg, Options{Logger: discardLogger()})
+		stop := make(chan struct{})
+		done := make(chan uint64)
+		go func() { done <- samplePeakHeap(stop) }()
+		start := time.Now()
+		r := f.SyncOnce(context.Background())[0]
+		total += time.Since(start)
+		close(stop)
+		peakHeap = max(peakHeap, <-done)
+		if r.Err != nil || r.Size != uint64(n) {
+			b.Fatalf("sync: %+v", r)
+		}
+		bytesPerClaim, _ = idx.BytesPerClaim()
+		idx.Close()
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/total.Seconds(), "claims/s")
+	b.ReportMetric(bytesPerClaim, "index-bytes/claim")
+	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MiB")
+	b.ReportMetric(float64(vmHWM())/(1<<20), "peak-RSS-MiB")
+}
+
+func samplePeakHeap(stop chan struct{}) uint64 {
+	var peak uint64
+	var ms runtime.MemStats
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		runtime.ReadMemStats(&ms)
+		peak = max(peak, ms.HeapInuse)
+		select {
+		case <-stop:
+			return peak
+		case <-t.C:
+		}
+	}
+}
+
+// vmHWM returns the process's peak resident set size, from /proc.
+func vmHWM() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb uint64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb)
+			return kb << 10
+		}
+	}
+	return 0
+}
