@@ -27,6 +27,10 @@ func init() {
 // index.db, written by vouch sync or vouch serve), for reading verdicts. It
 // returns the Source and a function that closes it.
 var openSource = func(cfg *config.Config) (verdict.Source, func() error, error) {
+	// Opening would create an empty index: say what to do instead.
+	if db := filepath.Join(cfg.State, "index.db"); !exists(db) {
+		return nil, nil, fmt.Errorf("no follower index at %s yet: run vouch sync --config %s (or vouch serve) first", db, cfg.Path)
+	}
 	x, err := follow.OpenIndex(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -200,4 +204,9 @@ func askNode[T any](cfg *config.Config, path string, query url.Values) (T, error
 		return out, fmt.Errorf("GET %s: %w", u, err)
 	}
 	return out, nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

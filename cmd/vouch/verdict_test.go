@@ -1,12 +1,16 @@
 package main
 
 import (
+	"crypto/rand"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/config"
 )
 
 func TestVerdictSubject(t *testing.T) {
@@ -68,4 +72,31 @@ func FuzzVerdictSubject(f *testing.F) {
 			t.Fatalf("%s subject %q was changed to %q", k, arg, subject)
 		}
 	})
+}
+
+func TestVerdictWithoutIndex(t *testing.T) {
+	dir := t.TempDir()
+	_, vkey, err := note.GenerateKey(rand.Reader, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "vouch.toml")
+	toml := "state = \"" + filepath.Join(dir, "state") + "\"\nlisten = \"127.0.0.1:1\"\n" +
+		"[[builder]]\nname = \"alice\"\nvkey = \"" + vkey + "\"\nlog = \"http://127.0.0.1:9/log/\"\n"
+	if err := os.WriteFile(cfgPath, []byte(toml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := openSource(cfg); err == nil || !strings.Contains(err.Error(), "run vouch sync --config "+cfgPath) {
+		t.Fatalf("got %v, want advice to run vouch sync", err)
+	}
+	if code := dispatch([]string{"verdict", "--config", cfgPath, "/nix/store/0c6kzph7l0dcbfmjap64f0czdafn3b7x-hello"}); code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", "index.db")); err == nil {
+		t.Fatal("vouch verdict created an index")
+	}
 }
