@@ -88,19 +88,19 @@ const (
 
 // Claim is one decoded claim. Which fields are set depends on Kind.
 type Claim struct {
-	Kind    Kind
-	Subject string
+	Kind    Kind   `json:"kind"`
+	Subject string `json:"subject"`
 
 	// Output fields (compared).
-	OutPath    string   // nix-ca: the store path the output id realised to
-	NarHash    string   // nix, nix-ca, optional for oci: "sha256:" + nix32
-	NarSize    uint64   // nix, nix-ca
-	References []string // nix, nix-ca: sorted store-path basenames
-	Digest     string   // oci: "sha256:" + 64 hex
+	OutPath    string   `json:"out_path,omitempty"`   // nix-ca: the store path the output id realised to
+	NarHash    string   `json:"nar_hash,omitempty"`   // nix, nix-ca, optional for oci: "sha256:" + nix32
+	NarSize    uint64   `json:"nar_size,omitempty"`   // nix, nix-ca
+	References []string `json:"references,omitempty"` // nix, nix-ca: sorted store-path basenames
+	Digest     string   `json:"digest,omitempty"`     // oci: "sha256:" + 64 hex
 
 	// Informational fields (never compared).
-	Deriver string    // nix: basename of the .drv
-	Time    time.Time // when the builder logged it, UTC, second precision
+	Deriver string    `json:"deriver,omitempty"` // nix: basename of the .drv
+	Time    time.Time `json:"time,omitzero"`     // when the builder logged it, UTC, second precision
 }
 
 // Marshal returns the canonical encoding of c. It validates c first, so a
