@@ -15,8 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/transparency-dev/tessera"
@@ -136,7 +136,7 @@ func benchClaim(i int) *claim.Claim {
 	return &claim.Claim{
 		Kind:       claim.KindNix,
 		Subject:    fmt.Sprintf("/nix/store/%s-pkg-%d", h(i), i),
-		NarHash:    "sha256:" + h(i*7) + h(i*11)[:20],
+		NarHash:    "sha256:" + h(i*7) + h(i * 11)[:20],
 		NarSize:    uint64(100000 + i),
 		References: refs,
 		Deriver:    h(i*5) + fmt.Sprintf("-pkg-%d.drv", i),
