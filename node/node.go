@@ -25,14 +25,15 @@ import (
 	"github.com/vouch-dev/vouch/buildlog"
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/config"
+	"github.com/vouch-dev/vouch/dashboard"
 	"github.com/vouch-dev/vouch/follow"
-	"github.com/vouch-dev/vouch/index"
-	"github.com/vouch-dev/vouch/verdict"
 	"github.com/vouch-dev/vouch/hook"
+	"github.com/vouch-dev/vouch/index"
 	"github.com/vouch-dev/vouch/keys"
 	"github.com/vouch-dev/vouch/nixstore"
 	"github.com/vouch-dev/vouch/report"
 	"github.com/vouch-dev/vouch/submit"
+	"github.com/vouch-dev/vouch/verdict"
 )
 
 // Node is a configured, not yet running, vouch node.
@@ -40,10 +41,11 @@ type Node struct {
 	cfg    *config.Config
 	logger *slog.Logger
 
-	identity *keys.Identity
-	mux      *http.ServeMux
-	index    *index.Index    // the follower index, when following
-	policy   *verdict.Policy // the quorum rule, when following
+	identity  *keys.Identity
+	mux       *http.ServeMux
+	index     *index.Index    // the follower index, when following
+	policy    *verdict.Policy // the quorum rule, when following
+	dashboard http.Handler    // the web dashboard, when enabled
 
 	// Ready, if set, is called once the node listens, with the HTTP address.
 	Ready func(addr string)
@@ -166,6 +168,16 @@ func (n *Node) startFollowRole(ctx context.Context, run func(string, func(contex
 	// `vouch verdict` and `vouch report` ask these while the node holds the index.
 	n.mux.Handle(verdict.HTTPPath, verdict.Handler(policy, idx))
 	n.mux.Handle(report.HTTPPath, report.Handler(policy, idx))
+	if n.cfg.Dashboard {
+		h, err := dashboard.New(dashboard.Options{Index: idx, Policy: policy, Config: n.cfg, Logger: n.logger.With("role", "dashboard")})
+		if err != nil {
+			return err
+		}
+		n.dashboard = h
+		// The dashboard 404s every path it does not own; the routes of the
+		// other roles are more specific than "/" and win.
+		n.mux.Handle("/", h)
+	}
 	return nil
 }
 
@@ -173,7 +185,7 @@ func (n *Node) startFollowRole(ctx context.Context, run func(string, func(contex
 func (n *Node) startLogRole(ctx context.Context, l *buildlog.Log, run func(string, func(context.Context) error)) error {
 	store := nixstore.Store{Root: n.cfg.Store}
 	drainer := &hook.Drainer{
-		Spool:   hook.Spool{Dir: SpoolDir(n.cfg.State)},
+		Spool: hook.Spool{Dir: SpoolDir(n.cfg.State)},
 		Outputs: func(ctx context.Context, drv string) ([]hook.Output, error) {
 			built, err := store.BuiltOutputs(ctx, drv)
 			if err != nil {
