@@ -22,7 +22,7 @@
 // # Layout
 //
 //	logs/<name> <keyid>/             one bucket per followed log
-//	    seq          uint32, the log's short number in subjects/
+//	    seq          uint32, the log's short number
 //	    checkpoint   latest verified signed checkpoint (note text)
 //	    complete     latest checkpoint whose entries are all indexed
 //	    pinned       the first checkpoint ever accepted
@@ -32,14 +32,16 @@
 //	    health       JSON: time and outcome of the last sync attempt
 //	    claims/      index (8 bytes BE) → the entry, a claim encoding
 //	    tiles/       level (1) ‖ tile number (8 BE) → hashes (≤ 256×32 bytes)
-//	subjects/        h8 ‖ seq4 → log index (uvarint)
+//	    runs/        first index (8 BE) → sorted records h8 ‖ log index (5 BE)
 //	seqs/            seq4 → "<name> <keyid>"
 //	evidence/        id (8 bytes BE) → JSON Evidence
 //
-// h8 is the first 8 bytes of SHA-256("<kind> <subject>"). Keys are hashed so
-// that the subject index stays small and its B-tree pages dense; a lookup
-// parses each candidate claim and drops any whose kind and subject differ,
-// so a hash collision costs time, never correctness.
+// h8 is the first 8 bytes of SHA-256("<kind> <subject>"). runs/ is the
+// log's subject index, a handful of sorted runs merged as the log grows
+// (see runs.go): 13 bytes per subject, and indexing cost that does not grow
+// with the log. A lookup parses the candidate claim and drops it if its
+// kind and subject differ, so a hash collision costs time, never
+// correctness.
 //
 // tiles/ holds the log's Merkle tree exactly as tlog-tiles does (height 8):
 // level-0 tiles are the leaf hashes, a level-L+1 tile holds the roots of the
@@ -53,8 +55,8 @@
 // # Size
 //
 // Per claim the index keeps the entry (a few hundred bytes), 32 bytes of
-// leaf hash (plus 1/256th for the upper tile levels), about 36 bytes of
-// subject mapping and bbolt's per-key overhead; BytesPerClaim measures it.
+// leaf hash (plus 1/256th for the upper tile levels), 13 bytes of subject
+// mapping and bbolt's per-key overhead; BytesPerClaim measures it.
 package index
 
 import (
@@ -93,7 +95,6 @@ func (id LogID) bucketKey() []byte { return []byte(id.Name + " " + id.KeyID) }
 
 var (
 	bucketLogs     = []byte("logs")
-	bucketSubjects = []byte("subjects")
 	bucketSeqs     = []byte("seqs")
 	bucketEvidence = []byte("evidence")
 	bucketClaims   = []byte("claims")
@@ -140,7 +141,7 @@ func Open(path string, configured ...LogID) (*Index, error) {
 	}
 	x := &Index{db: db, byName: map[string]LogID{}, logs: map[LogID]*logMeta{}, bySeq: map[uint32]LogID{}}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketLogs, bucketSubjects, bucketSeqs, bucketEvidence} {
+		for _, name := range [][]byte{bucketLogs, bucketSeqs, bucketEvidence} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -214,7 +215,7 @@ func (x *Index) logBucket(tx *bolt.Tx, id LogID, create bool) (*bolt.Bucket, err
 	if err := tx.Bucket(bucketSeqs).Put(seq, id.bucketKey()); err != nil {
 		return nil, err
 	}
-	for _, sub := range [][]byte{bucketClaims, bucketTiles} {
+	for _, sub := range [][]byte{bucketClaims, bucketTiles, bucketRuns} {
 		if _, err := b.CreateBucket(sub); err != nil {
 			return nil, err
 		}
@@ -432,8 +433,6 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 	if err := x.ensure(id); err != nil {
 		return nil, err
 	}
-	m := x.meta(id)
-	seq := binary.BigEndian.AppendUint32(nil, m.seq)
 	var conflict *Conflict
 	var newComplete uint64
 	errConflict := errors.New("conflict")
@@ -445,16 +444,19 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 		if synced := getU64(lb, keySynced); synced != b.First {
 			return fmt.Errorf("index: log %s: batch starts at %d but the index holds entries up to %d", id, b.First, synced)
 		}
-		claims, subjects := lb.Bucket(bucketClaims), tx.Bucket(bucketSubjects)
+		claims, runs := lb.Bucket(bucketClaims), lb.Bucket(bucketRuns)
 		claims.FillPercent = 1 // keys only ever grow: pack pages full
 		type mapping struct {
-			key [12]byte
-			n   uint64
-			c   *claim.Claim
+			h [8]byte
+			n uint64
+			c *claim.Claim
 		}
 		maps := make([]mapping, 0, len(b.Claims))
 		for i, c := range b.Claims {
 			n := b.First + uint64(i)
+			if n > maxIndex {
+				return fmt.Errorf("index: log %s: entry %d is beyond the index's limit of %d entries per log", id, n, maxIndex)
+			}
 			if err := claims.Put(u64(n), b.Entries[i]); err != nil {
 				return err
 			}
@@ -462,50 +464,50 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 				continue // not a claim this version understands: kept for the tree only
 			}
 			m := mapping{n: n, c: c}
-			copy(m.key[:], subjectHash(c.Kind, c.Subject))
-			copy(m.key[8:], seq)
+			copy(m.h[:], subjectHash(c.Kind, c.Subject))
 			maps = append(maps, m)
 		}
-		// Insert in key order: the B-tree is then walked left to right
-		// instead of at random, which is several times faster. Equal keys
-		// keep log order, so the earliest claim of a subject wins.
+		// Sorted by hash, equal hashes in log order: the earliest claim of
+		// a subject is the one indexed.
 		sort.Slice(maps, func(i, j int) bool {
-			if c := bytes.Compare(maps[i].key[:], maps[j].key[:]); c != 0 {
+			if c := bytes.Compare(maps[i].h[:], maps[j].h[:]); c != 0 {
 				return c < 0
 			}
 			return maps[i].n < maps[j].n
 		})
-		newSubjects := uint64(0)
-		values := make([]byte, 0, len(maps)*binary.MaxVarintLen64)
+		run := make([]byte, 0, len(maps)*recordSize)
 		for i := range maps {
 			m := &maps[i]
-			if old := subjects.Get(m.key[:]); old != nil {
-				oldIndex, _ := binary.Uvarint(old)
+			oldIndex, seen := uint64(0), false
+			if i > 0 && maps[i-1].h == m.h {
+				oldIndex, seen = maps[i-1].n, true
+			} else {
+				oldIndex, seen = lookupRuns(runs, m.h[:])
+			}
+			if seen {
 				oldEntry := claims.Get(u64(oldIndex))
 				oc, err := claim.Parse(oldEntry)
 				if err != nil {
 					return fmt.Errorf("index: log %s: stored entry %d: %w", id, oldIndex, err)
 				}
-				if oc.Kind == m.c.Kind && oc.Subject == m.c.Subject {
-					if oc.Output() != m.c.Output() {
-						conflict = &Conflict{Kind: m.c.Kind, Subject: m.c.Subject, FirstIndex: oldIndex, SecondIndex: m.n,
-							FirstEntry: bytes.Clone(oldEntry), SecondEntry: bytes.Clone(b.Entries[m.n-b.First])}
-						return errConflict
-					}
-					continue
+				if oc.Kind != m.c.Kind || oc.Subject != m.c.Subject {
+					// A collision of the 8-byte subject hash within one log:
+					// astronomically unlikely; refuse rather than mis-index.
+					return fmt.Errorf("index: log %s: subject hash collision between %q and %q; please report this", id, oc.Subject, m.c.Subject)
 				}
-				// A collision of the 8-byte subject hash within one log:
-				// astronomically unlikely; refuse rather than mis-index.
-				return fmt.Errorf("index: log %s: subject hash collision between %q and %q; please report this", id, oc.Subject, m.c.Subject)
+				if oc.Output() != m.c.Output() {
+					conflict = &Conflict{Kind: m.c.Kind, Subject: m.c.Subject, FirstIndex: oldIndex, SecondIndex: m.n,
+						FirstEntry: bytes.Clone(oldEntry), SecondEntry: bytes.Clone(b.Entries[m.n-b.First])}
+					return errConflict
+				}
+				m.n = oldIndex // a later claim of the same subject defers to the first
+				continue
 			}
-			// bbolt keeps key and value slices until the commit: they
-			// point into maps and values, which outlive it.
-			start := len(values)
-			values = binary.AppendUvarint(values, m.n)
-			if err := subjects.Put(m.key[:], values[start:len(values):len(values)]); err != nil {
-				return err
-			}
-			newSubjects++
+			run = putRecord(run, m.h[:], m.n)
+		}
+		newSubjects := uint64(len(run) / recordSize)
+		if err := addRun(runs, b.First, run); err != nil {
+			return err
 		}
 		if err := appendHashes(lb.Bucket(bucketTiles), b.First, b.Hashes); err != nil {
 			return err
@@ -544,12 +546,19 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 // (kind, subject). It implements verdict.Source; compromised logs are
 // included (the verdict reports them), Compromised tells them apart.
 func (x *Index) Claims(kind claim.Kind, subject string) ([]verdict.Entry, error) {
-	prefix := subjectHash(kind, subject)
+	h := subjectHash(kind, subject)
 	var out []verdict.Entry
 	err := x.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketSubjects).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			e, ok, err := x.entryFor(tx, k[8:], v)
+		for _, id := range x.configured() {
+			lb := tx.Bucket(bucketLogs).Bucket(id.bucketKey())
+			if lb == nil {
+				continue
+			}
+			n, ok := lookupRuns(lb.Bucket(bucketRuns), h)
+			if !ok {
+				continue
+			}
+			e, ok, err := x.entryFor(lb, id, n)
 			if err != nil {
 				return err
 			}
@@ -559,27 +568,33 @@ func (x *Index) Claims(kind claim.Kind, subject string) ([]verdict.Entry, error)
 		}
 		return nil
 	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Builder < out[j].Builder })
 	return out, err
 }
 
-// entryFor decodes a subjects/ mapping for log seq4 into an Entry. ok is
-// false when the log is not configured or the entry is not yet covered by
-// the log's complete checkpoint.
-func (x *Index) entryFor(tx *bolt.Tx, seq4, value []byte) (verdict.Entry, bool, error) {
-	n, _ := binary.Uvarint(value)
+// configured returns the configured logs, sorted by builder name.
+func (x *Index) configured() []LogID {
 	x.mu.RLock()
-	id, known := x.bySeq[binary.BigEndian.Uint32(seq4)]
-	configured := known && x.byName[id.Name] == id
+	ids := make([]LogID, 0, len(x.byName))
+	for _, id := range x.byName {
+		ids = append(ids, id)
+	}
+	x.mu.RUnlock()
+	sort.Slice(ids, func(i, j int) bool { return ids[i].Name < ids[j].Name })
+	return ids
+}
+
+// entryFor reads entry n of log id (bucket lb) as an Entry. ok is false
+// when the entry is not yet covered by the log's complete checkpoint.
+func (x *Index) entryFor(lb *bolt.Bucket, id LogID, n uint64) (verdict.Entry, bool, error) {
+	x.mu.RLock()
 	var complete uint64
 	if m := x.logs[id]; m != nil {
 		complete = m.complete
 	}
 	x.mu.RUnlock()
-	if !configured || n >= complete {
+	if n >= complete {
 		return verdict.Entry{}, false, nil
 	}
-	lb := tx.Bucket(bucketLogs).Bucket(id.bucketKey())
 	raw := lb.Bucket(bucketClaims).Get(u64(n))
 	c, err := claim.Parse(raw)
 	if err != nil {
@@ -707,7 +722,7 @@ func (x *Index) Size() (int64, error) {
 func (x *Index) BytesPerClaim() (float64, error) {
 	var inuse, entries int64
 	err := x.db.View(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketLogs, bucketSubjects, bucketSeqs, bucketEvidence} {
+		for _, name := range [][]byte{bucketLogs, bucketSeqs, bucketEvidence} {
 			s := tx.Bucket(name).Stats()
 			inuse += int64(s.BranchInuse + s.LeafInuse)
 		}

@@ -21,8 +21,6 @@ type Subject struct {
 	// (in its complete checkpoint), sorted by builder name. Group them by
 	// Claim.Output() to see the distinct outputs and who built each.
 	Claims []verdict.Entry
-
-	hash []byte // the cursor position of this subject
 }
 
 // Subjects returns up to limit subjects, in a stable order (by hash of
@@ -48,28 +46,41 @@ func (x *Index) Subjects(after string, limit int) (page []Subject, next string, 
 		}
 	}
 	err = x.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketSubjects).Cursor()
-		var k, v []byte
-		if start == nil {
-			k, v = c.First()
-		} else {
-			// Skip every key of the cursor's hash: it ended the last page.
-			k, v = c.Seek(start)
-			for k != nil && bytes.HasPrefix(k, start) {
-				k, v = c.Next()
+		// Take up to limit+1 records after the cursor from every run of
+		// every configured log; the first limit distinct hashes among them
+		// are then complete (no run can hold a smaller hash it did not
+		// give), and a run cut short guarantees a limit+1st hash, so the
+		// page knows whether another one follows.
+		type rec struct {
+			id  LogID
+			lb  *bolt.Bucket
+			rec []byte
+		}
+		var recs []rec
+		for _, id := range x.configured() {
+			lb := tx.Bucket(bucketLogs).Bucket(id.bucketKey())
+			if lb == nil {
+				continue
+			}
+			for _, r := range runsAfter(lb.Bucket(bucketRuns), start, limit+1) {
+				recs = append(recs, rec{id, lb, r})
 			}
 		}
-		for k != nil {
-			prefix := bytes.Clone(k[:8])
-			if len(page) >= limit {
-				next = hex.EncodeToString(page[len(page)-1].hash)
+		sort.SliceStable(recs, func(i, j int) bool { return bytes.Compare(recs[i].rec[:8], recs[j].rec[:8]) < 0 })
+		hashes, last := 0, []byte(nil)
+		for i := 0; i < len(recs); {
+			h := recs[i].rec[:8]
+			if hashes == limit {
+				next = hex.EncodeToString(last)
 				return nil
 			}
+			hashes++
+			last = h
 			// Gather all claims under one hash (normally one subject).
 			bySubject := map[string]*Subject{}
 			var order []string
-			for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-				e, ok, err := x.entryFor(tx, k[8:], v)
+			for ; i < len(recs) && bytes.Equal(recs[i].rec[:8], h); i++ {
+				e, ok, err := x.entryFor(recs[i].lb, recs[i].id, recordIndex(recs[i].rec))
 				if err != nil {
 					return err
 				}
@@ -89,7 +100,6 @@ func (x *Index) Subjects(after string, limit int) (page []Subject, next string, 
 			for _, key := range order {
 				s := bySubject[key]
 				sort.Slice(s.Claims, func(i, j int) bool { return s.Claims[i].Builder < s.Claims[j].Builder })
-				s.hash = prefix
 				page = append(page, *s)
 			}
 		}
