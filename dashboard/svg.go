@@ -18,10 +18,11 @@ func pct(r float64) string { return fmt.Sprintf("%.1f %%", 100*r) }
 
 // Colours of the plots (also in style.css).
 const (
-	colourGood = "#2e7d32"
-	colourBad  = "#c62828"
-	colourOne  = "#9e9e9e"
-	colourAxis = "#666"
+	colourGood  = "#2e7d32"
+	colourBad   = "#c62828"
+	colourOne   = "#9e9e9e"
+	colourMixed = "#ef6c00"
+	colourAxis  = "#666"
 )
 
 // agreementChart is a horizontal bar per builder: how often its output
@@ -39,8 +40,11 @@ func agreementChart(builders []BuilderView) template.HTML {
 		if v.AgreementRate != nil {
 			r := *v.AgreementRate
 			colour := colourGood
-			if r < 0.9 {
+			switch {
+			case r < 0.5:
 				colour = colourBad
+			case r < 0.95:
+				colour = colourMixed
 			}
 			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"><title>%s agrees on %s of shared subjects</title></rect>`,
 				labelW, y+3, r*barW, rowH-8, colour, esc(v.Name), pct(r))
@@ -118,7 +122,7 @@ func daysChart(days []Day) template.HTML {
 		most = max(most, d.Subjects)
 	}
 	slot := float64(w-left-10) / float64(len(days))
-	barW := math.Max(1, slot*0.8)
+	barW := math.Min(40, math.Max(1, slot*0.8))
 	scale := float64(h-bottom-top) / float64(most)
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %d %d" role="img" aria-label="reproducibility by day" xmlns="http://www.w3.org/2000/svg">`, w, h)
