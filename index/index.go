@@ -119,6 +119,8 @@ type Index struct {
 	byName map[string]LogID   // configured builders only
 	logs   map[LogID]*logMeta // every log with a bucket
 	bySeq  map[uint32]LogID
+
+	hashes hashCache
 }
 
 // logMeta caches what every lookup needs, so reads need not decode notes.
@@ -686,7 +688,7 @@ func (x *Index) withHashes(id LogID, size uint64, fn func(tlog.HashReader) error
 		if synced := getU64(lb, keySynced); size > synced {
 			return fmt.Errorf("index: log %s: tree size %d is beyond the %d entries indexed", id, size, synced)
 		}
-		return fn(storedHashes{lb.Bucket(bucketTiles)})
+		return fn(storedHashes{b: lb.Bucket(bucketTiles), cache: &x.hashes, seq: binary.BigEndian.Uint32(lb.Get(keySeq))})
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -245,5 +246,46 @@ func BenchmarkAppend(b *testing.B) {
 			bpc, _ := x.BytesPerClaim()
 			b.ReportMetric(bpc, "index-bytes/claim")
 		})
+	}
+}
+
+// BenchmarkLookup measures Claims plus an InclusionProof for one subject
+// in a log of VOUCH_BENCH_CLAIMS (default 1,000,000) claims: what a
+// verdict reads per followed log.
+func BenchmarkLookup(b *testing.B) {
+	n := 1_000_000
+	if v := os.Getenv("VOUCH_BENCH_CLAIMS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	id := LogID{"alice", "k1"}
+	x, err := Open(filepath.Join(b.TempDir(), "index.db"), id)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer x.Close()
+	for first := 0; first < n; first += 32768 {
+		if c, err := x.Append(id, batch(b, first, min(32768, n-first), "o")); err != nil || c != nil {
+			b.Fatal(c, err)
+		}
+	}
+	root, _ := x.RootAt(id, uint64(n))
+	if err := x.SetCheckpoint(id, checkpointNote("alice", uint64(n), root)); err != nil {
+		b.Fatal(err)
+	}
+	subjects := make([]*claim.Claim, 1024)
+	for i := range subjects {
+		_, subjects[i] = entry(b, i*977%n, "o")
+	}
+	i := 0
+	for b.Loop() {
+		c := subjects[i%len(subjects)]
+		i++
+		es, err := x.Claims(c.Kind, c.Subject)
+		if err != nil || len(es) != 1 {
+			b.Fatal(es, err)
+		}
+		if _, _, err := x.InclusionProof("alice", es[0].Index); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

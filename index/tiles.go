@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
@@ -56,33 +57,107 @@ func appendToTile(b *bolt.Bucket, level int, n int64, off int, hashes []tlog.Has
 	if len(data) < tileWidth*tlog.HashSize {
 		return nil
 	}
-	root := fullTileRoot(data)
+	root, aux := fullTileRoot(data)
+	if err := b.Put(auxKey(level, n), aux); err != nil {
+		return err
+	}
 	return appendToTile(b, level+1, n/tileWidth, int(n%tileWidth), []tlog.Hash{root})
 }
 
-// fullTileRoot returns the Merkle root of a full tile's 256 hashes.
-func fullTileRoot(data []byte) tlog.Hash {
+// A full tile's aux value holds the tile's inner nodes at heights 4 to 7
+// (16+8+4+2 hashes, 3.75 bytes per leaf). With them, any node inside a
+// tile is either stored or the root of at most 8 stored hashes, so an
+// inclusion proof costs a few dozen hash operations instead of hundreds.
+const (
+	auxMinHeight = 4
+	auxHashes    = 16 + 8 + 4 + 2
+)
+
+// auxOffset is the position in aux of the first node at height h (4..7).
+var auxOffset = [8]int{4: 0, 5: 16, 6: 24, 7: 28}
+
+func auxKey(level int, n int64) []byte {
+	k := tileKey(level, n)
+	k[0] |= 0x80
+	return k
+}
+
+// fullTileRoot returns the Merkle root of a full tile's 256 hashes and its
+// aux value.
+func fullTileRoot(data []byte) (tlog.Hash, []byte) {
 	hs := make([]tlog.Hash, tileWidth)
 	for i := range hs {
 		copy(hs[i][:], data[i*tlog.HashSize:])
 	}
-	for len(hs) > 1 {
+	aux := make([]byte, 0, auxHashes*tlog.HashSize)
+	for height := 1; len(hs) > 1; height++ {
 		for i := 0; i < len(hs)/2; i++ {
 			hs[i] = tlog.NodeHash(hs[2*i], hs[2*i+1])
 		}
 		hs = hs[:len(hs)/2]
+		if height >= auxMinHeight && len(hs) > 1 {
+			for _, h := range hs {
+				aux = append(aux, h[:]...)
+			}
+		}
 	}
-	return hs[0]
+	return hs[0], aux
 }
 
 // storedHashes reads tlog stored hashes from the tiles of one log.
-type storedHashes struct{ b *bolt.Bucket }
+type storedHashes struct {
+	b     *bolt.Bucket
+	cache *hashCache
+	seq   uint32
+}
+
+// hashCache remembers stored hashes computed from partial tiles (at the
+// tree's right edge every proof needs them, and each costs up to 127 hash
+// operations). A stored hash never changes once its subtree is complete, so
+// entries never go stale; the cache is simply cleared when full.
+type hashCache struct {
+	mu sync.Mutex
+	m  map[[2]int64]tlog.Hash
+}
+
+const hashCacheSize = 1 << 14
+
+func (c *hashCache) get(seq uint32, idx int64) (tlog.Hash, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.m[[2]int64{int64(seq), idx}]
+	return h, ok
+}
+
+func (c *hashCache) put(seq uint32, idx int64, h tlog.Hash) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= hashCacheSize {
+		c.m = make(map[[2]int64]tlog.Hash)
+	}
+	c.m[[2]int64{int64(seq), idx}] = h
+}
 
 func (r storedHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
-	var lastKey, lastData []byte
+	var lastKey, lastData, lastAuxKey, lastAux []byte
 	for i, idx := range indexes {
 		t := tlog.TileForIndex(TileHeight, idx)
+		level, n := tlog.SplitStoredHashIndex(idx)
+		if height := level % TileHeight; height >= auxMinHeight {
+			if k := auxKey(t.L, t.N); !bytes.Equal(k, lastAuxKey) {
+				lastAuxKey, lastAux = k, r.b.Get(k)
+			}
+			if aux := lastAux; aux != nil {
+				j := auxOffset[height] + int((n<<height)%tileWidth)>>height
+				copy(out[i][:], aux[j*tlog.HashSize:])
+				continue
+			}
+		}
+		if h, ok := r.cache.get(r.seq, idx); ok {
+			out[i] = h
+			continue
+		}
 		key := tileKey(t.L, t.N)
 		data := lastData
 		if !bytes.Equal(key, lastKey) {
@@ -92,6 +167,9 @@ func (r storedHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 		h, err := tlog.HashFromTile(t, data, idx)
 		if err != nil {
 			return nil, fmt.Errorf("index: stored hash %d: %w", idx, err)
+		}
+		if level%TileHeight >= 2 {
+			r.cache.put(r.seq, idx, h)
 		}
 		out[i] = h
 	}
