@@ -447,6 +447,9 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 			return fmt.Errorf("index: log %s: batch starts at %d but the index holds entries up to %d", id, b.First, synced)
 		}
 		claims, runs := lb.Bucket(bucketClaims), lb.Bucket(bucketRuns)
+		if err := recordPaths(tx, b.Claims); err != nil {
+			return err
+		}
 		claims.FillPercent = 1 // keys only ever grow: pack pages full
 		type mapping struct {
 			h [8]byte
