@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +34,7 @@ import (
 	"github.com/vouch-dev/vouch/nixstore"
 	"github.com/vouch-dev/vouch/report"
 	"github.com/vouch-dev/vouch/submit"
+	"github.com/vouch-dev/vouch/substituter"
 	"github.com/vouch-dev/vouch/verdict"
 )
 
@@ -46,6 +48,8 @@ type Node struct {
 	index     *index.Index    // the follower index, when following
 	policy    *verdict.Policy // the quorum rule, when following
 	dashboard http.Handler    // the web dashboard, when enabled
+	// substituter is the Nix binary cache, when a nix-key is configured.
+	substituter *substituter.Server
 
 	// Ready, if set, is called once the node listens, with the HTTP address.
 	Ready func(addr string)
@@ -174,11 +178,94 @@ func (n *Node) startFollowRole(ctx context.Context, run func(string, func(contex
 			return err
 		}
 		n.dashboard = h
-		// The dashboard 404s every path it does not own; the routes of the
-		// other roles are more specific than "/" and win.
-		n.mux.Handle("/", h)
 	}
+	if n.cfg.NixKey != "" {
+		if err := n.startSubstituter(); err != nil {
+			return err
+		}
+	}
+	n.mux.Handle("/", n.root())
 	return nil
+}
+
+// startSubstituter serves the Nix binary cache of agreed paths.
+func (n *Node) startSubstituter() error {
+	key, err := keys.LoadNixKey(n.cfg.NixKey)
+	if err != nil {
+		return err
+	}
+	opts := substituter.Options{
+		Decider:   quorumDecider{idx: n.index, policy: n.policy},
+		Key:       key,
+		Upstreams: n.cfg.Upstreams,
+		Logger:    n.logger.With("role", "substituter"),
+	}
+	if n.identity != nil {
+		// A builder also offers the paths in its own store, checked like
+		// any upstream's.
+		opts.Store = n.cfg.Store
+	}
+	sub, err := substituter.New(opts)
+	if err != nil {
+		return err
+	}
+	n.substituter = sub
+	n.mux.Handle("/nix-cache-info", sub)
+	n.mux.Handle("/nar/", sub)
+	n.mux.Handle("/realisations/", sub)
+	n.mux.Handle("/metrics", sub.Metrics())
+	return nil
+}
+
+// root dispatches what no more specific route took: narinfo requests
+// (/<hash>.narinfo, which no mux pattern can express) to the substituter,
+// everything else to the dashboard, or 404.
+func (n *Node) root() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.substituter != nil && strings.HasSuffix(r.URL.Path, ".narinfo") && strings.Count(r.URL.Path, "/") == 1 {
+			n.substituter.ServeHTTP(w, r)
+			return
+		}
+		if n.dashboard != nil {
+			n.dashboard.ServeHTTP(w, r)
+			return
+		}
+		http.NotFound(w, r)
+	})
+}
+
+// quorumDecider answers the substituter from the follower index under the
+// node's policy. It decides from the claims alone (DecideEntries): a narinfo
+// needs the verdict, not the inclusion proofs that `vouch verdict` shows.
+type quorumDecider struct {
+	idx    *index.Index
+	policy *verdict.Policy
+}
+
+func (d quorumDecider) Decide(kind claim.Kind, subject string) (verdict.Verdict, error) {
+	entries, err := d.idx.Claims(kind, subject)
+	if err != nil {
+		return verdict.Verdict{}, err
+	}
+	return d.policy.DecideEntries(entries, d.idx.Compromised), nil
+}
+
+// PathByHash picks, among the store paths claimed with this hash part, the
+// one the quorum trusts (normally the only one; a hostile log may claim the
+// hash part under other names).
+func (d quorumDecider) PathByHash(hashPart string) (string, bool) {
+	paths, err := d.idx.PathsByHash(hashPart)
+	if err != nil || len(paths) == 0 {
+		return "", false
+	}
+	if len(paths) > 1 {
+		for _, p := range paths {
+			if v, err := d.Decide(claim.KindNix, p); err == nil && v.Outcome == verdict.Trusted {
+				return p, true
+			}
+		}
+	}
+	return paths[0], true
 }
 
 // startLogRole opens the submit socket and the hook spool drainer.
