@@ -111,6 +111,13 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		closers = append(closers, l.Close)
 		n.mux.Handle("/log/", http.StripPrefix("/log", buildlog.Handler(l.TilesDir())))
+		// A builder offers its own store's bytes to other nodes, unsigned:
+		// they verify every byte against their own quorum anyway.
+		peer, err := substituter.NewStoreServer(n.cfg.Store, n.logger.With("role", "peer"))
+		if err != nil {
+			return err
+		}
+		n.mux.Handle("/peer/", http.StripPrefix("/peer", peer))
 		if err := n.startLogRole(ctx, l, run); err != nil {
 			return err
 		}
