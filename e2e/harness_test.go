@@ -227,7 +227,9 @@ func hookScript(t testing.TB, state string) string {
 // an optional post-build hook, and returns the output paths printed.
 func nixBuild(t testing.TB, store, hook string, extra []string, attrs ...string) []string {
 	t.Helper()
-	args := []string{"--store", store, worldDir, "--no-out-link", "--extra-experimental-features", "ca-derivations"}
+	// No default substituter: the machine has no network, and Nix would
+	// spend seconds retrying cache.nixos.org before every build.
+	args := []string{"--store", store, worldDir, "--no-out-link", "--extra-experimental-features", "ca-derivations", "--option", "substituters", ""}
 	if hook != "" {
 		args = append(args, "--option", "post-build-hook", hook)
 	}

@@ -75,6 +75,20 @@ func New(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 // Identity is the builder identity, or nil when the log role is off.
 func (n *Node) Identity() *keys.Identity { return n.identity }
 
+// AddrFile is where a running node records the address it listens on.
+func AddrFile(state string) string { return filepath.Join(state, "listen.addr") }
+
+// RunningAddr returns the address a node running on state listens on, if
+// one recorded it.
+func RunningAddr(state string) (string, bool) {
+	b, err := os.ReadFile(AddrFile(state))
+	if err != nil {
+		return "", false
+	}
+	a := strings.TrimSpace(string(b))
+	return a, a != ""
+}
+
 // SpoolDir is where `vouch hook` queues post-build events for this node.
 func SpoolDir(state string) string { return filepath.Join(state, "spool") }
 
@@ -147,6 +161,13 @@ func (n *Node) Run(ctx context.Context) error {
 		return nil
 	})
 	n.logger.Info("listening", "addr", ln.Addr().String())
+	// Tell local commands (vouch verdict, report …) where to ask while this
+	// node holds the index: the configured address may be ":0".
+	addrFile := AddrFile(n.cfg.State)
+	if err := os.WriteFile(addrFile, []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
+		n.logger.Warn("cannot record the listen address", "file", addrFile, "err", err)
+	}
+	defer os.Remove(addrFile)
 	if n.Ready != nil {
 		n.Ready(ln.Addr().String())
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/config"
 	"github.com/vouch-dev/vouch/follow"
+	"github.com/vouch-dev/vouch/node"
 	"github.com/vouch-dev/vouch/verdict"
 )
 
@@ -181,9 +182,13 @@ func printVerdict(w io.Writer, v verdict.Verdict) {
 // into a T.
 func askNode[T any](cfg *config.Config, path string, query url.Values) (T, error) {
 	var out T
-	host, port, err := net.SplitHostPort(cfg.Listen)
+	listen := cfg.Listen
+	if a, ok := node.RunningAddr(cfg.State); ok {
+		listen = a // the address the node actually got, e.g. for --listen :0
+	}
+	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
-		return out, fmt.Errorf("listen address %q: %w", cfg.Listen, err)
+		return out, fmt.Errorf("listen address %q: %w", listen, err)
 	}
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
