@@ -12,6 +12,7 @@ import (
 type metrics struct {
 	requests         *prometheus.CounterVec   // endpoint, code
 	verdicts         *prometheus.CounterVec   // outcome
+	realisations     *prometheus.CounterVec   // outcome
 	upstreamSeconds  *prometheus.HistogramVec // upstream, stage
 	upstreamFailures *prometheus.CounterVec   // upstream, reason
 	verifiedBytes    prometheus.Counter
@@ -26,7 +27,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"endpoint", "code"}),
 		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vouch_substituter_verdicts_total",
-			Help: "Path lookups by outcome: trusted, insufficient, conflict, unknown-path, self-certified, error, bad-value.",
+			Help: "Path lookups by outcome: trusted, insufficient, conflict, unknown-path, realised, self-certified, error, bad-value.",
+		}, []string{"outcome"}),
+		realisations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vouch_substituter_realisation_verdicts_total",
+			Help: "Realisation lookups by outcome: trusted, insufficient, conflict, bad-id, error, bad-value.",
 		}, []string{"outcome"}),
 		upstreamSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "vouch_substituter_upstream_seconds",
@@ -46,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "NAR responses cut short because their source failed after bytes were sent.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.verdicts, m.upstreamSeconds, m.upstreamFailures, m.verifiedBytes, m.aborted} {
+	for _, c := range []prometheus.Collector{m.requests, m.verdicts, m.realisations, m.upstreamSeconds, m.upstreamFailures, m.verifiedBytes, m.aborted} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -26,6 +26,7 @@ type expectation struct {
 const (
 	outcomeUnknownPath   = "unknown-path"
 	outcomeSelfCertified = "self-certified"
+	outcomeRealised      = "realised"
 	outcomeError         = "error"
 	outcomeBadValue      = "bad-value"
 )
@@ -57,6 +58,12 @@ func (s *Server) resolve(ctx context.Context, hashPart string) (exp *expectation
 				reason = "no quorum of the configured builders agrees on this path"
 			}
 		}
+	}
+	// No quorum on the path: a realisation this node served may have named
+	// it, and the quorum on that realisation vouches for it too.
+	if exp := s.realisedPath(hashPart); exp != nil {
+		s.metrics.verdicts.WithLabelValues(outcomeRealised).Inc()
+		return exp, "", ""
 	}
 	// No quorum: the path may still certify itself.
 	if exp := s.selfCertifiedPath(ctx, hashPart); exp != nil {

@@ -8,6 +8,7 @@
 //	GET /nix-cache-info          StoreDir, WantMassQuery, Priority
 //	GET|HEAD /<hash>.narinfo     only for a trusted or self-certifying path
 //	GET /nar/<hash>-<narhash>.nar  the verified, uncompressed NAR
+//	GET|HEAD /realisations/<id>.doi  only for an agreed nix-ca claim (realisation.go)
 //
 // A narinfo is built by this node, never copied: StorePath, NarHash, NarSize
 // and References come from the agreed claim (verdict.Verdict.Value), the NAR
@@ -167,6 +168,10 @@ type Server struct {
 	// selfCertified caches expectations of self-certifying paths by hash
 	// part: a content-addressed path's content never changes.
 	selfCertified *lru.Cache[string, *expectation]
+	// realised maps the hash part of each out path a served realisation
+	// named to its derivation output id, so that the out path's narinfo
+	// can rest on the agreed nix-ca claim (realisedPath).
+	realised *lru.Cache[string, string]
 }
 
 // New checks opts and returns a Server.
@@ -230,6 +235,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.sigs, _ = lru.New[string, string](1 << 16)
 	s.selfCertified, _ = lru.New[string, *expectation](1 << 14)
+	s.realised, _ = lru.New[string, string](1 << 14)
 	return s, nil
 }
 
@@ -265,6 +271,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.serveNarinfo(rec, r, strings.TrimSuffix(p[1:], ".narinfo"))
+	case strings.HasPrefix(p, "/realisations/") && strings.HasSuffix(p, ".doi"):
+		endpoint = "realisation"
+		if !allowMethods(rec, r, http.MethodGet, http.MethodHead) {
+			return
+		}
+		s.serveRealisation(rec, r, strings.TrimSuffix(p[len("/realisations/"):], ".doi"))
 	case strings.HasPrefix(p, "/nar/"):
 		endpoint = "nar"
 		if !allowMethods(rec, r, http.MethodGet) {
