@@ -68,9 +68,13 @@ type Examined struct {
 type Verifier struct {
 	Registry *Registry
 	Policy   *verdict.Policy
-	// Logs is the follower's verified index. Nil means registry-only mode
-	// (Report.Mode says so).
+	// Logs is the follower's verified index. Nil, with LogVerdict nil too,
+	// means registry-only mode (Report.Mode says so).
 	Logs verdict.Source
+	// LogVerdict, if set, is used instead of Policy.Decide over Logs to get
+	// the logs' verdict on an oci subject: a running node holds its index
+	// open, so a command asks the node, which decides over that index.
+	LogVerdict func(subject string) (verdict.Verdict, error)
 	// VerifierKeys maps policy member names to their verifier keys; the
 	// public keys signatures are checked against come from here.
 	VerifierKeys map[string]string
@@ -128,7 +132,8 @@ func (v *Verifier) trusted() ([]TrustedKey, map[string]string, error) {
 // pass.
 func (v *Verifier) Verify(ctx context.Context, q Query) (*Report, error) {
 	rep := &Report{Image: q.Image.Context().Name(), Digest: q.Image.DigestStr(), Mode: ModeRegistryOnly, Verdicts: []verdict.Verdict{}, Attestations: []Examined{}}
-	if v.Logs != nil {
+	fromLogs := v.Logs != nil || v.LogVerdict != nil
+	if fromLogs {
 		rep.Mode = ModeLogs
 	}
 	if q.Subject != "" {
@@ -144,7 +149,7 @@ func (v *Verifier) Verify(ctx context.Context, q Query) (*Report, error) {
 	if err != nil {
 		// A registry that cannot list referrers only costs registry votes;
 		// with logs the verdict does not need it.
-		if v.Logs == nil || q.Subject == "" {
+		if !fromLogs || q.Subject == "" {
 			return nil, err
 		}
 		rep.Notes = append(rep.Notes, "registry attestations not read: "+err.Error())
@@ -181,7 +186,7 @@ func (v *Verifier) Verify(ctx context.Context, q Query) (*Report, error) {
 			bySubject[a.Claim.Subject] = append(bySubject[a.Claim.Subject], verdict.Entry{Builder: ex.Builder, Claim: a.Claim})
 		default:
 			seen[a.SignedBy[0]+" "+a.Claim.Subject] = true
-			ex.Counted = v.Logs == nil
+			ex.Counted = !fromLogs
 			ex.Reason = "valid signature by " + ex.Builder
 			bySubject[a.Claim.Subject] = append(bySubject[a.Claim.Subject], verdict.Entry{Builder: ex.Builder, Claim: a.Claim})
 		}
@@ -201,7 +206,7 @@ func (v *Verifier) Verify(ctx context.Context, q Query) (*Report, error) {
 	}
 	if len(subjects) == 0 {
 		rep.Reason = fmt.Sprintf("no attestation of %s by a builder of the policy was found (%d examined)%s", rep.Digest, len(rep.Attestations), rejectedSummary(rep.Attestations))
-		if v.Logs != nil {
+		if fromLogs {
 			rep.Reason += "; give --source, --commit, --system and --attr to look the builders' logs up directly"
 		}
 		return rep, nil
@@ -210,8 +215,12 @@ func (v *Verifier) Verify(ctx context.Context, q Query) (*Report, error) {
 	var reasons []string
 	for _, s := range subjects {
 		var vd verdict.Verdict
-		if v.Logs != nil {
-			vd, err = v.Policy.Decide(v.Logs, claim.KindOCI, s)
+		if fromLogs {
+			if v.LogVerdict != nil {
+				vd, err = v.LogVerdict(s)
+			} else {
+				vd, err = v.Policy.Decide(v.Logs, claim.KindOCI, s)
+			}
 			if err != nil {
 				return nil, err
 			}

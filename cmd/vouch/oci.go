@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -163,23 +165,38 @@ func orMissing(err error, missing string) error {
 	return errors.New(missing)
 }
 
-// verifierFor builds the verifier a config describes. Without a follower
-// index it verifies from the registry alone, unless requireLogs.
+// verifierFor builds the verifier a config describes. Votes come from the
+// follower index; when a running node holds that index open, from the
+// node's /api/verdict (the same index, decided under the node's config).
+// Without any index it verifies from the registry alone, unless
+// requireLogs.
 func verifierFor(cfg *config.Config, reg *oci.Registry, requireLogs bool) (*oci.Verifier, func() error, string, error) {
 	policy, err := verdict.NewPolicy(cfg)
 	if err != nil {
 		return nil, nil, "", err
 	}
+	v := oci.NewVerifier(reg, policy, oci.VerifierKeys(cfg), nil)
 	src, closeSource, err := openSource(cfg)
-	warning := ""
-	if err != nil {
-		if requireLogs {
-			return nil, nil, "", fmt.Errorf("--require-logs: %w", err)
+	switch {
+	case err == nil:
+		v.Logs = src
+		return v, closeSource, "", nil
+	case exists(filepath.Join(cfg.State, "index.db")):
+		// The index exists but could not be opened: a node holds it. Never
+		// fall back to the registry here; if the node does not answer
+		// either, verification fails.
+		v.LogVerdict = func(subject string) (verdict.Verdict, error) {
+			vd, askErr := askNode[verdict.Verdict](cfg, verdict.HTTPPath, url.Values{"kind": {string(claim.KindOCI)}, "subject": {subject}})
+			if askErr != nil {
+				return vd, fmt.Errorf("%v; nor did a running node answer: %v", err, askErr)
+			}
+			return vd, nil
 		}
-		src, closeSource = nil, func() error { return nil }
-		warning = fmt.Sprintf("REGISTRY ONLY: the builders' logs were not consulted (%v); a builder's registry attestation is not checked against its log", err)
+		return v, func() error { return nil }, fmt.Sprintf("the index is in use; the logs' verdicts are those of the node at %s", cfg.Listen), nil
+	case requireLogs:
+		return nil, nil, "", fmt.Errorf("--require-logs: %w", err)
 	}
-	return oci.NewVerifier(reg, policy, oci.VerifierKeys(cfg), src), closeSource, warning, nil
+	return v, func() error { return nil }, fmt.Sprintf("REGISTRY ONLY: the builders' logs were not consulted (%v); a builder's registry attestation is not checked against its log", err), nil
 }
 
 func runVerifyOCI(args []string) int {

@@ -1,0 +1,501 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/mod/modfile"
+
+	"github.com/vouch-dev/vouch/oci"
+)
+
+// TestOCIQuorum runs the image gate end to end with real vouch daemons,
+// real logs and two real registries: three listed builders and one
+// unlisted one attest with `vouch attest oci`, a follower syncs their
+// logs, and `vouch verify oci` / `vouch promote` decide; crane, an
+// independent client, reads and deletes what vouch pushed.
+func TestOCIQuorum(t *testing.T) {
+	builders := make([]*ociBuilder, 4) // b1, b2, b3 listed; b4 ("mallory") is not
+	var wg sync.WaitGroup
+	for i := range builders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			builders[i] = startOCIBuilder(t)
+		}()
+	}
+	wg.Wait()
+	for _, b := range builders {
+		if b == nil {
+			t.FailNow()
+		}
+	}
+	crane := craneBinary(t)
+
+	t.Run("referrers-api", func(t *testing.T) {
+		srv := httptest.NewServer(registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0))))
+		t.Cleanup(srv.Close)
+		ociGate(t, crane, builders, strings.TrimPrefix(srv.URL, "http://"), true)
+	})
+	t.Run("tag-fallback", func(t *testing.T) {
+		ociGate(t, crane, builders, startDistribution(t), false)
+	})
+}
+
+// ociGate is the whole loop against the registry at host.
+func ociGate(t *testing.T, crane string, builders []*ociBuilder, host string, referrersAPI bool) {
+	repo := host + "/app"
+	source := "https://example.org/app-" + map[bool]string{true: "a", false: "b"}[referrersAPI]
+	const c1, c2 = "1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222"
+	good := pushOCIImage(t, repo, "hello v2\n")
+	other := pushOCIImage(t, repo, "hello v2, built with another compiler\n")
+	old := pushOCIImage(t, repo, "hello v1\n")
+	if out, err := exec.Command(crane, "tag", repo+"@"+old, "stable").CombinedOutput(); err != nil {
+		t.Fatalf("crane tag: %v\n%s", err, out)
+	}
+	attest := func(b *ociBuilder, digest, commit string) (string, int) {
+		return vouch(t, "attest", "oci", repo+"@"+digest, "--key", b.Key, "--socket", filepath.Join(b.State, "vouch.sock"),
+			"--source", source, "--commit", commit, "--system", "x86_64-linux")
+	}
+	mustAttest := func(b *ociBuilder, digest, commit string) {
+		t.Helper()
+		if out, code := attest(b, digest, commit); code != 0 || !strings.Contains(out, "logged claim") || !strings.Contains(out, "attached to") {
+			t.Fatalf("vouch attest oci: exit %d\n%s", code, out)
+		}
+	}
+
+	// Commit c1: the three listed builders built the same image; the
+	// unlisted mallory attests another image for the same source.
+	for _, b := range builders[:3] {
+		mustAttest(b, good, c1)
+	}
+	mustAttest(builders[3], other, c1)
+	// b1 cannot attest another digest for what its log already holds:
+	// the daemon refuses, and nothing reaches the registry.
+	out, code := attest(builders[0], other, c1)
+	if code == 0 || !strings.Contains(out, "already holds a different output") || !strings.Contains(out, "nothing was pushed") {
+		t.Fatalf("b1 attesting a second digest for c1: exit %d\n%s", code, out)
+	}
+
+	// An independent client sees what vouch pushed.
+	if got := craneAttestations(t, crane, host, "app", good, referrersAPI); len(got) != 3 {
+		t.Fatalf("crane sees %d attestations of the good image, want 3 (b1, b2, b3)", len(got))
+	}
+	if got := craneAttestations(t, crane, host, "app", other, referrersAPI); len(got) != 1 {
+		t.Fatalf("crane sees %d attestations of the other image, want 1 (mallory's only: b1's was refused)", len(got))
+	}
+
+	for _, b := range builders {
+		waitForClaims(t, b.daemon, 1)
+	}
+	state := t.TempDir()
+	listen := freeAddr(t)
+	refuse := ociFollowerConfig(t, state, listen, builders[:3], `on-conflict = "refuse"`)
+	majority := ociFollowerConfig(t, state, listen, builders[:3], `on-conflict = "majority"`)
+	syncLogs := func() {
+		t.Helper()
+		if out, code := vouch(t, "sync", "--config", refuse); code != 0 {
+			t.Fatalf("vouch sync: exit %d\n%s", code, out)
+		}
+	}
+	syncLogs()
+
+	// Quorum met, from the logs.
+	rep, code := verifyOCI(t, refuse, repo+"@"+good)
+	if code != 0 || !rep.Trusted || rep.Mode != oci.ModeLogs || len(rep.Verdicts) != 1 || names(rep.Verdicts[0].Agreed) != "b1,b2,b3" {
+		t.Fatalf("good image: exit %d, %+v", code, rep)
+	}
+	for _, a := range rep.Attestations {
+		if !strings.Contains(a.Reason, "matches its log") {
+			t.Errorf("registry attestation %s: %s", a.Manifest, a.Reason)
+		}
+	}
+	// By tag it is the same image once the tag points there; the other
+	// image, attested only by an unlisted key, is not trusted, and
+	// mallory's attestation counts for nothing.
+	rep, code = verifyOCI(t, refuse, repo+"@"+other)
+	if code == 0 || rep.Trusted || len(rep.Attestations) != 1 || !strings.Contains(rep.Attestations[0].Reason, "not in the policy") {
+		t.Fatalf("other image: exit %d, %+v", code, rep)
+	}
+	rep, code = verifyOCI(t, refuse, repo+"@"+other, "--source", source, "--commit", c1, "--system", "x86_64-linux")
+	if code == 0 || rep.Trusted || !strings.Contains(rep.Reason, "agree on "+good+", not on this image") {
+		t.Fatalf("other image for c1: exit %d, %+v", code, rep)
+	}
+
+	// Promotion moves the tag to the trusted image only.
+	if out, code := vouch(t, "promote", repo+"@"+other, "--tag", "stable", "--config", refuse); code == 0 || !strings.Contains(out, "NOT moved") {
+		t.Fatalf("promote other: exit %d\n%s", code, out)
+	}
+	if d := craneDigest(t, crane, repo+":stable"); d != old {
+		t.Fatalf("stable is %s after a refused promotion, want %s", d, old)
+	}
+	if out, code := vouch(t, "promote", repo+"@"+good, "--tag", "stable", "--config", refuse); code != 0 {
+		t.Fatalf("promote good: exit %d\n%s", code, out)
+	}
+	if d := craneDigest(t, crane, repo+":stable"); d != good {
+		t.Fatalf("stable is %s after promotion, want %s", d, good)
+	}
+	if rep, code := verifyOCI(t, refuse, repo+":stable"); code != 0 || rep.Digest != good {
+		t.Fatalf("verify by tag: exit %d, %+v", code, rep)
+	}
+	records, err := os.ReadFile(filepath.Join(state, oci.PromotionsLog))
+	if err != nil || strings.Count(string(records), "\n") != 2 || !strings.Contains(string(records), `"moved":true`) {
+		t.Fatalf("promotions log: %v\n%s", err, records)
+	}
+
+	// The registry drops every attestation (deleted with crane). The logs
+	// are the truth: given the source, the image is still trusted; without
+	// it, nothing names the subject and the verdict can only fail.
+	for _, att := range craneAttestations(t, crane, host, "app", good, referrersAPI) {
+		if out, err := exec.Command(crane, "delete", repo+"@"+att).CombinedOutput(); err != nil {
+			t.Fatalf("crane delete %s: %v\n%s", att, err, out)
+		}
+	}
+	if !referrersAPI {
+		// distribution deletes manifests by digest only.
+		index := craneDigest(t, crane, repo+":"+strings.Replace(good, ":", "-", 1))
+		if out, err := exec.Command(crane, "delete", repo+"@"+index).CombinedOutput(); err != nil {
+			t.Fatalf("crane delete the referrers tag: %v\n%s", err, out)
+		}
+	}
+	if got := craneAttestations(t, crane, host, "app", good, referrersAPI); len(got) != 0 {
+		t.Fatalf("%d attestations left after deleting them", len(got))
+	}
+	rep, code = verifyOCI(t, refuse, repo+"@"+good, "--source", source, "--commit", c1, "--system", "x86_64-linux")
+	if code != 0 || !rep.Trusted || len(rep.Attestations) != 0 {
+		t.Fatalf("good image without registry attestations: exit %d, %+v", code, rep)
+	}
+	if rep, code := verifyOCI(t, refuse, repo+"@"+good); code == 0 || rep.Trusted || !strings.Contains(rep.Reason, "give --source") {
+		t.Fatalf("good image without attestations or source: exit %d, %+v", code, rep)
+	}
+
+	// Commit c2: b2 built a different image for the same source. Under
+	// "refuse" its disagreement blocks; under "majority" b1 and b3 (two
+	// operators) carry it.
+	mustAttest(builders[0], good, c2)
+	mustAttest(builders[1], other, c2)
+	mustAttest(builders[2], good, c2)
+	for _, b := range builders[:3] {
+		waitForClaims(t, b.daemon, 2)
+	}
+	syncLogs()
+	rep, code = verifyOCI(t, refuse, repo+"@"+good, "--source", source, "--commit", c2, "--system", "x86_64-linux")
+	if code == 0 || rep.Trusted || len(rep.Verdicts) != 1 || names(rep.Verdicts[0].Disagreed) != "b2" || names(rep.Verdicts[0].Agreed) != "b1,b3" {
+		t.Fatalf("c2 under refuse: exit %d, %+v", code, rep)
+	}
+	t.Logf("c2 under refuse: %s", rep.Reason)
+	if out, code := vouch(t, "promote", repo+"@"+good, "--tag", "c2", "--config", refuse, "--source", source, "--commit", c2, "--system", "x86_64-linux"); code == 0 {
+		t.Fatalf("promote c2 under refuse: exit 0\n%s", out)
+	}
+	if out, err := exec.Command(crane, "digest", repo+":c2").CombinedOutput(); err == nil {
+		t.Fatalf("tag c2 exists after a refused promotion: %s", out)
+	}
+	rep, code = verifyOCI(t, majority, repo+"@"+good, "--source", source, "--commit", c2, "--system", "x86_64-linux")
+	if code != 0 || !rep.Trusted {
+		t.Fatalf("c2 under majority: exit %d, %+v", code, rep)
+	}
+
+	// A running node holds the index: verify and promote ask it, and still
+	// decide from the logs.
+	node := startDaemon(t, state, "", "--config", refuse, "--listen", listen)
+	defer node.Stop()
+	cmd := exec.Command(vouchBin, "verify", "oci", "--json", "--config", refuse, repo+"@"+good, "--source", source, "--commit", c1, "--system", "x86_64-linux")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	var viaNode oci.Report
+	if err != nil || json.Unmarshal(stdout, &viaNode) != nil || !viaNode.Trusted || viaNode.Mode != oci.ModeLogs || !strings.Contains(stderr.String(), "index is in use") {
+		t.Fatalf("verify while a node holds the index: %v\n%s\n%s", err, stdout, stderr.String())
+	}
+	rep, code = verifyOCI(t, refuse, repo+"@"+good, "--source", source, "--commit", c2, "--system", "x86_64-linux")
+	if code == 0 || rep.Trusted || rep.Mode != oci.ModeLogs {
+		t.Fatalf("c2 under refuse, asked of the node: exit %d, %+v", code, rep)
+	}
+}
+
+// ociBuilder is a builder daemon and its key file.
+type ociBuilder struct {
+	*daemon
+	Key string
+}
+
+func startOCIBuilder(t *testing.T) *ociBuilder {
+	state := t.TempDir()
+	d, err := tryStartDaemon(t, state, "")
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	// vouch serve with neither config nor key creates STATE/keys/<host>.key.
+	keyFiles, _ := filepath.Glob(filepath.Join(state, "keys", "*.key"))
+	if len(keyFiles) != 1 {
+		t.Errorf("want one key file in %s/keys, found %v", state, keyFiles)
+		return nil
+	}
+	return &ociBuilder{daemon: d, Key: keyFiles[0]}
+}
+
+// ociFollowerConfig lists the builders as b1, b2, … with operators org1,
+// org1, org2, …: a 2-of-3 quorum that needs two operators.
+func ociFollowerConfig(t *testing.T, state, listen string, builders []*ociBuilder, conflict string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "state = %q\nlisten = %q\n\n[follow]\ninterval = \"200ms\"\n\n", state, listen)
+	for i, d := range builders {
+		fmt.Fprintf(&b, "[[builder]]\nname = \"b%d\"\nvkey = %q\nlog = %q\noperator = \"org%d\"\n\n", i+1, d.VKey, d.LogURL(), max(1, i))
+	}
+	fmt.Fprintf(&b, "[quorum]\nmin = 2\nmin-operators = 2\n%s\n", conflict)
+	p := filepath.Join(t.TempDir(), "vouch.toml")
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func verifyOCI(t *testing.T, cfg string, image string, extra ...string) (*oci.Report, int) {
+	t.Helper()
+	cmd := exec.Command(vouchBin, append([]string{"verify", "oci", "--json", "--config", cfg, image}, extra...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	var rep oci.Report
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("vouch verify oci %s: exit %d, not JSON: %v\n%s\n%s", image, code, err, out, stderr.String())
+	}
+	return &rep, code
+}
+
+// epoch is the fixed time of every file and of the image config, as
+// SOURCE_DATE_EPOCH gives a reproducible build.
+var epoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// pushOCIImage builds a one-file image deterministically (fixed tar
+// header, time, config) and pushes it to repo by digest, which it returns.
+func pushOCIImage(t *testing.T, repo, hello string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "hello", Mode: 0o644, Size: int64(len(hello)), ModTime: epoch, Typeflag: tar.TypeReg, Format: tar.FormatUSTAR})
+	io.WriteString(tw, hello)
+	tw.Close()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil },
+		tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	if img, err = mutate.Append(img, mutate.Addendum{Layer: layer, History: v1.History{Created: v1.Time{Time: epoch}}}); err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.Created, cf.Architecture, cf.OS = v1.Time{Time: epoch}, "amd64", "linux"
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.NewDigest(repo + "@" + d.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
+var (
+	craneOnce sync.Once
+	craneBin  string
+	craneErr  string
+)
+
+// craneBinary installs crane, at the go-containerregistry version go.mod
+// names, into a temporary directory once per test binary.
+func craneBinary(t *testing.T) string {
+	craneOnce.Do(func() {
+		raw, err := os.ReadFile("../go.mod")
+		if err != nil {
+			craneErr = err.Error()
+			return
+		}
+		mf, err := modfile.Parse("go.mod", raw, nil)
+		if err != nil {
+			craneErr = err.Error()
+			return
+		}
+		version := ""
+		for _, r := range mf.Require {
+			if r.Mod.Path == "github.com/google/go-containerregistry" {
+				version = r.Mod.Version
+			}
+		}
+		dir, err := os.MkdirTemp("", "vouch-e2e-crane")
+		if err != nil {
+			craneErr = err.Error()
+			return
+		}
+		cmd := exec.Command("go", "install", "github.com/google/go-containerregistry/cmd/crane@"+version)
+		cmd.Env = append(os.Environ(), "GOBIN="+dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			craneErr = fmt.Sprintf("go install crane@%s: %v\n%s", version, err, out)
+			return
+		}
+		craneBin = filepath.Join(dir, "crane")
+	})
+	if craneBin == "" {
+		t.Fatalf("crane, the independent client, is not available: %s", craneErr)
+	}
+	return craneBin
+}
+
+func craneDigest(t *testing.T, crane, ref string) string {
+	t.Helper()
+	out, err := exec.Command(crane, "digest", ref).CombinedOutput()
+	if err != nil {
+		t.Fatalf("crane digest %s: %v\n%s", ref, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// craneAttestations lists the vouch attestations of repo@image as an
+// outside client sees them: from the referrers API (a plain GET) or from
+// the referrers tag (crane ls, crane manifest), then checks each one with
+// crane: an artifact manifest whose subject is the image and whose layer
+// is a DSSE envelope of an in-toto statement. It returns their digests.
+func craneAttestations(t *testing.T, crane, host, repo, image string, referrersAPI bool) []string {
+	t.Helper()
+	run := func(args ...string) []byte {
+		t.Helper()
+		out, err := exec.Command(crane, args...).Output()
+		if err != nil {
+			t.Fatalf("crane %v: %v", args, err)
+		}
+		return out
+	}
+	var index v1.IndexManifest
+	if referrersAPI {
+		resp, err := httpClient.Get("http://" + host + "/v2/" + repo + "/referrers/" + image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&index); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET referrers: %s, %v", resp.Status, err)
+		}
+	} else {
+		tag := strings.Replace(image, ":", "-", 1)
+		if !strings.Contains(string(run("ls", host+"/"+repo)), tag+"\n") {
+			return nil
+		}
+		if err := json.Unmarshal(run("manifest", host+"/"+repo+":"+tag), &index); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var digests []string
+	for _, desc := range index.Manifests {
+		if desc.ArtifactType != oci.ArtifactType {
+			continue
+		}
+		var m v1.Manifest
+		if err := json.Unmarshal(run("manifest", host+"/"+repo+"@"+desc.Digest.String()), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject == nil || m.Subject.Digest.String() != image || len(m.Layers) != 1 {
+			t.Fatalf("attestation %s: subject %v, %d layers", desc.Digest, m.Subject, len(m.Layers))
+		}
+		var env struct {
+			PayloadType string `json:"payloadType"`
+			Signatures  []struct {
+				KeyID string `json:"keyid"`
+			} `json:"signatures"`
+		}
+		if err := json.Unmarshal(run("blob", host+"/"+repo+"@"+m.Layers[0].Digest.String()), &env); err != nil || env.PayloadType != "application/vnd.in-toto+json" || len(env.Signatures) != 1 {
+			t.Fatalf("attestation %s: layer is not a signed DSSE in-toto envelope: %v %+v", desc.Digest, err, env)
+		}
+		digests = append(digests, desc.Digest.String())
+	}
+	sort.Strings(digests)
+	return digests
+}
+
+// startDistribution starts Debian's docker-registry (distribution 2.8, no
+// referrers API, deletes enabled) on a free 127.0.0.1 port and returns its
+// host:port.
+func startDistribution(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		t.Fatal("docker-registry not installed (apt-get install -y docker-registry): the tag-fallback case needs a registry without the referrers API")
+	}
+	dir := t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n",
+		filepath.Join(dir, "data"), addr)
+	cfgPath := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", cfgPath)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("docker-registry output:\n%s", logs.String())
+		}
+	})
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		resp, err := httpClient.Get("http://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return addr
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("docker-registry did not come up on %s: %v\n%s", addr, err, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
