@@ -20,15 +20,27 @@ import (
 // the bytes on disk per claim small; the logged claim is read back from the
 // log when a resubmission must be compared with it.
 //
-// Invariant: every entry below the stored high-water mark is indexed. Entries
-// at or above it may or may not be; catchUp indexes them at start-up.
+// The index is derived data: the log is the truth. So a new mapping is first
+// held in memory (pending), where lookups see it at once, and written to
+// bbolt by a background flusher, off the path that acknowledges a claim:
+// an fsync per batch of mappings would otherwise stall every adder.
+//
+// Invariant: every entry below the stored high-water mark is in bbolt.
+// Entries at or above it may or may not be; catchUp indexes them from the
+// log at start-up, so a crash loses no mapping that matters.
 type subjectIndex struct {
 	db     *bolt.DB
 	reader func(idx uint64) (*claim.Claim, error)
 
 	mu      sync.Mutex
-	next    uint64              // every index below next is committed
-	pending map[uint64]struct{} // committed indexes at or above next
+	next    uint64              // every index below next is acknowledged and mapped (pending or in bbolt)
+	done    map[uint64]struct{} // acknowledged indexes at or above next
+	pending map[string]uint64   // subject digest → index, not yet in bbolt
+
+	kick    chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
+	flushMu sync.Mutex // one flush at a time
 }
 
 var (
@@ -37,12 +49,20 @@ var (
 	keyHighWater   = []byte("high-water")
 )
 
+// flushEvery bounds how long a mapping stays only in memory; flushAt is the
+// number of pending mappings that triggers an early flush.
+const (
+	flushEvery = 200 * time.Millisecond
+	flushAt    = 8192
+)
+
 func openSubjectIndex(path string) (*subjectIndex, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("buildlog: open subject index %s: %w (if it is corrupt, delete it: it is rebuilt from the log)", path, err)
+		return nil, fmt.Errorf("buildlog: open subject index %s: %w (it is derived from the log: delete the file and restart to rebuild it)", path, err)
 	}
-	s := &subjectIndex{db: db, pending: map[uint64]struct{}{}}
+	s := &subjectIndex{db: db, done: map[uint64]struct{}{}, pending: map[string]uint64{},
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketSubjects); err != nil {
 			return err
@@ -52,19 +72,26 @@ func openSubjectIndex(path string) (*subjectIndex, error) {
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("buildlog: subject index %s: %w", path, err)
+		return nil, fmt.Errorf("buildlog: subject index %s: %w (it is derived from the log: delete the file and restart to rebuild it)", path, err)
 	}
 	s.next, err = s.highWater()
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
+	go s.flusher()
 	return s, nil
 }
 
 func subjectKey(key string) []byte {
 	h := sha256.Sum256([]byte(key))
 	return h[:16]
+}
+
+func u64bytes(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
 }
 
 func (s *subjectIndex) highWater() (uint64, error) {
@@ -80,17 +107,20 @@ func (s *subjectIndex) highWater() (uint64, error) {
 
 // lookup returns the logged claim for key, reading it back from the log.
 func (s *subjectIndex) lookup(key string) (*claim.Claim, uint64, bool, error) {
-	var idx uint64
-	var found bool
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketSubjects).Get(subjectKey(key))
-		if len(v) == 8 {
-			idx, found = binary.BigEndian.Uint64(v[:8]), true
+	k := subjectKey(key)
+	s.mu.Lock()
+	idx, found := s.pending[string(k)]
+	s.mu.Unlock()
+	if !found {
+		err := s.db.View(func(tx *bolt.Tx) error {
+			if v := tx.Bucket(bucketSubjects).Get(k); len(v) == 8 {
+				idx, found = binary.BigEndian.Uint64(v), true
+			}
+			return nil
+		})
+		if err != nil || !found {
+			return nil, 0, false, err
 		}
-		return nil
-	})
-	if err != nil || !found {
-		return nil, 0, false, err
 	}
 	c, err := s.reader(idx)
 	if err != nil {
@@ -109,62 +139,111 @@ type indexedEntry struct {
 	index uint64
 }
 
-func (s *subjectIndex) put(tx *bolt.Tx, key string, idx uint64) error {
-	v := make([]byte, 8)
-	binary.BigEndian.PutUint64(v, idx)
-	b := tx.Bucket(bucketSubjects)
-	k := subjectKey(key)
-	if old := b.Get(k); len(old) == 8 && binary.BigEndian.Uint64(old) != idx {
-		// Keep the first entry for a subject. A later entry with the same
-		// subject can only come from an Add that was integrated but not
-		// acknowledged and then retried (same output) — harmless.
+// put maps k to idx unless k is mapped already: the first entry for a
+// subject is the one that counts. A later one can only come from an Add
+// that was integrated but not acknowledged and then retried (same output).
+func put(b *bolt.Bucket, k []byte, idx uint64) error {
+	if old := b.Get(k); len(old) == 8 {
 		return nil
 	}
-	return b.Put(k, v)
+	return b.Put(k, u64bytes(idx))
 }
 
-// record indexes one freshly appended entry. Concurrent calls are coalesced
-// into one transaction by bbolt's Batch.
-func (s *subjectIndex) record(key string, idx uint64) error {
-	err := s.db.Batch(func(tx *bolt.Tx) error {
-		if err := s.put(tx, key, idx); err != nil {
-			return err
+// record maps a freshly appended entry. It only touches memory; the flusher
+// writes it to disk.
+func (s *subjectIndex) record(key string, idx uint64) {
+	k := string(subjectKey(key))
+	s.mu.Lock()
+	if _, dup := s.pending[k]; !dup {
+		s.pending[k] = idx
+	}
+	s.done[idx] = struct{}{}
+	for {
+		if _, ok := s.done[s.next]; !ok {
+			break
 		}
-		s.mu.Lock()
-		hw := s.next
-		s.mu.Unlock()
-		v := make([]byte, 8)
-		binary.BigEndian.PutUint64(v, hw)
-		return tx.Bucket(bucketMeta).Put(keyHighWater, v)
+		delete(s.done, s.next)
+		s.next++
+	}
+	n := len(s.pending)
+	s.mu.Unlock()
+	if n >= flushAt {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *subjectIndex) flusher() {
+	defer close(s.stopped)
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		case <-s.kick:
+		}
+		// A failed flush leaves the mappings pending (lookups still see
+		// them) and the high-water mark where it was: the next flush, or
+		// catchUp after a restart, makes up for it.
+		_ = s.flush()
+	}
+}
+
+// flush writes the pending mappings and the high-water mark they complete
+// in one transaction.
+func (s *subjectIndex) flush() error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	snapshot := make(map[string]uint64, len(s.pending))
+	for k, v := range s.pending {
+		snapshot[k] = v
+	}
+	// Every index below next is acknowledged, and its mapping is either in
+	// the snapshot or already on disk.
+	hw := s.next
+	s.mu.Unlock()
+	if len(snapshot) == 0 {
+		return nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSubjects)
+		for k, idx := range snapshot {
+			if err := put(b, []byte(k), idx); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keyHighWater, u64bytes(hw))
 	})
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	s.pending[idx] = struct{}{}
-	for {
-		if _, ok := s.pending[s.next]; !ok {
-			break
+	for k, idx := range snapshot {
+		if s.pending[k] == idx {
+			delete(s.pending, k)
 		}
-		delete(s.pending, s.next)
-		s.next++
 	}
 	s.mu.Unlock()
 	return nil
 }
 
 // recordBatch indexes entries read back from the log and moves the
-// high-water mark to hw, in one transaction.
+// high-water mark to hw, in one transaction. It is used by catchUp only,
+// before any Add.
 func (s *subjectIndex) recordBatch(entries []indexedEntry, hw uint64) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSubjects)
 		for _, e := range entries {
-			if err := s.put(tx, e.key, e.index); err != nil {
+			if err := put(b, subjectKey(e.key), e.index); err != nil {
 				return err
 			}
 		}
-		v := make([]byte, 8)
-		binary.BigEndian.PutUint64(v, hw)
-		return tx.Bucket(bucketMeta).Put(keyHighWater, v)
+		return tx.Bucket(bucketMeta).Put(keyHighWater, u64bytes(hw))
 	})
 	if err != nil {
 		return fmt.Errorf("buildlog: index entries below %d: %w", hw, err)
@@ -175,7 +254,16 @@ func (s *subjectIndex) recordBatch(entries []indexedEntry, hw uint64) error {
 	return nil
 }
 
-func (s *subjectIndex) close() error { return s.db.Close() }
+// close flushes what is pending and closes the database.
+func (s *subjectIndex) close() error {
+	close(s.stop)
+	<-s.stopped
+	err := s.flush()
+	if err2 := s.db.Close(); err == nil {
+		err = err2
+	}
+	return err
+}
 
 // readEntry reads the claim at idx back from the log's entry bundles.
 func (l *Log) readEntry(idx uint64) (*claim.Claim, error) {

@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,6 +38,7 @@ func main() {
 	n := flag.Int("n", 100000, "entries to append")
 	conc := flag.Int("c", 1024, "concurrent adders")
 	dir := flag.String("dir", "", "empty directory on the disk to measure")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the appends to this file")
 	settle := flag.Duration("settle", 3*time.Second, "wait before measuring the disk, for garbage collection")
 	flag.Parse()
 	if *dir == "" {
@@ -81,6 +83,12 @@ func main() {
 	default:
 		fmt.Fprintln(os.Stderr, "-mode must be vouch or raw")
 		os.Exit(2)
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		must(err)
+		must(pprof.StartCPUProfile(f))
+		defer pprof.StopCPUProfile()
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
