@@ -1,13 +1,18 @@
 package index
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/vouch-dev/vouch/claim"
@@ -286,6 +291,119 @@ func BenchmarkLookup(b *testing.B) {
 		}
 		if _, _, err := x.InclusionProof("alice", es[0].Index); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestProofsFromAux checks proofs in a tree with a full level-1 tile,
+// first as written, then with some aux values rewritten to the legacy
+// layout (heights 4 to 7 only), as an index written before the full layout
+// holds them after an upgrade.
+func TestProofsFromAux(t *testing.T) {
+	id := LogID{"alice", "k1"}
+	path := filepath.Join(t.TempDir(), "index.db")
+	x, err := Open(path, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = tileWidth*tileWidth + 256*2 + 17
+	for first := 0; first < n; first += 8192 {
+		if c, err := x.Append(id, batch(t, first, min(8192, n-first), "o")); err != nil || c != nil {
+			t.Fatal(c, err)
+		}
+	}
+	var ref refTree
+	for i := 0; i < n; i++ {
+		hs, err := tlog.StoredHashes(int64(i), mustEntry(t, i), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref = append(ref, hs...)
+	}
+	root, _ := tlog.TreeHash(n, ref)
+	check := func(x *Index) {
+		t.Helper()
+		for _, size := range []int64{n, tileWidth * tileWidth, 1000} {
+			want, _ := tlog.TreeHash(size, ref)
+			for i := int64(0); i < size; i += 1 + size/300 {
+				p, err := x.ProveRecord(id, uint64(size), uint64(i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := tlog.CheckRecord(p, size, want, i, b0(t, int(i))); err != nil {
+					t.Fatalf("record proof %d in %d: %v", i, size, err)
+				}
+			}
+		}
+		if got, err := x.RootAt(id, n); err != nil || got != root {
+			t.Fatalf("root: %v %v", got, err)
+		}
+	}
+	check(x)
+	check(x) // now from the cache of upper tiles
+
+	legacy := 0
+	err = x.db.Update(func(tx *bolt.Tx) error {
+		tiles := tx.Bucket(bucketLogs).Bucket(id.bucketKey()).Bucket(bucketTiles)
+		for _, tile := range [][2]int64{{0, 0}, {0, 2}, {0, 4}, {1, 0}} {
+			k := auxKey(int(tile[0]), tile[1])
+			v := tiles.Get(k)
+			if len(v) != auxHashes*tlog.HashSize {
+				return fmt.Errorf("aux of tile %v holds %d bytes", tile, len(v))
+			}
+			// Heights 4 to 7 are the last 30 hashes of the full layout.
+			if err := tiles.Put(k, bytes.Clone(v[(auxHashes-legacyAuxHashes)*tlog.HashSize:])); err != nil {
+				return err
+			}
+			legacy++
+		}
+		return nil
+	})
+	if err != nil || legacy != 4 {
+		t.Fatal(legacy, err)
+	}
+	x.Close()
+	if x, err = Open(path, id); err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	check(x)
+}
+
+func mustEntry(t testing.TB, i int) []byte {
+	e, _ := entry(t, i, "o")
+	return e
+}
+
+// TestSearchRun checks the binary search of a run against a linear scan,
+// for present and absent hashes, at both ends of the hash space.
+func TestSearchRun(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, size := range []int{0, 1, 2, 3, 100, 1000} {
+		hs := []uint64{0, 1<<64 - 1}
+		for len(hs) < size {
+			hs = append(hs, rng.Uint64())
+		}
+		hs = hs[:size]
+		slices.Sort(hs)
+		hs = slices.Compact(hs)
+		var run []byte
+		for i, h := range hs {
+			run = putRecord(run, binary.BigEndian.AppendUint64(nil, h), uint64(i*7))
+		}
+		probes := append([]uint64{0, 1, 1<<64 - 1, 1<<64 - 2}, hs...)
+		for range 100 {
+			probes = append(probes, rng.Uint64())
+		}
+		for _, p := range probes {
+			want, wantOK := uint64(0), false
+			if i := slices.Index(hs, p); i >= 0 {
+				want, wantOK = uint64(i*7), true
+			}
+			got, ok := searchRun(run, binary.BigEndian.AppendUint64(nil, p))
+			if got != want || ok != wantOK {
+				t.Fatalf("run of %d, hash %x: got %d %v, want %d %v", len(hs), p, got, ok, want, wantOK)
+			}
 		}
 	}
 }

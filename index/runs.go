@@ -42,11 +42,21 @@ func recordIndex(rec []byte) uint64 {
 }
 
 // searchRun returns the log index recorded for h8 in run, if any.
+// The 8-byte hashes compare as big-endian integers: a verdict searches a
+// run per followed log, and this is several times faster than bytes.Compare.
 func searchRun(run, h []byte) (uint64, bool) {
-	n := len(run) / recordSize
-	i := sort.Search(n, func(i int) bool { return bytes.Compare(run[i*recordSize:i*recordSize+8], h) >= 0 })
-	if i < n && bytes.Equal(run[i*recordSize:i*recordSize+8], h) {
-		return recordIndex(run[i*recordSize:]), true
+	want := binary.BigEndian.Uint64(h)
+	lo, hi := 0, len(run)/recordSize
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if binary.BigEndian.Uint64(run[mid*recordSize:]) < want {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo < len(run)/recordSize && binary.BigEndian.Uint64(run[lo*recordSize:]) == want {
+		return recordIndex(run[lo*recordSize:]), true
 	}
 	return 0, false
 }

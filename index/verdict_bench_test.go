@@ -20,7 +20,7 @@ import (
 // benchIndexVersion names the layout of the cached benchmark index. Change
 // it whenever the index's on-disk format or the synthetic logs change, so a
 // stale cache is never reused.
-const benchIndexVersion = "v1"
+const benchIndexVersion = "v2"
 
 const benchLogs = 5
 
