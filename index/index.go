@@ -561,8 +561,9 @@ func (x *Index) Claims(kind claim.Kind, subject string) ([]verdict.Entry, error)
 	h := subjectHash(kind, subject)
 	var out []verdict.Entry
 	err := x.db.View(func(tx *bolt.Tx) error {
+		logs := tx.Bucket(bucketLogs)
 		for _, id := range x.configured() {
-			lb := tx.Bucket(bucketLogs).Bucket(id.bucketKey())
+			lb := logs.Bucket(id.bucketKey())
 			if lb == nil {
 				continue
 			}
@@ -660,8 +661,8 @@ func (x *Index) InclusionProof(builder string, index uint64) (uint64, [][]byte, 
 // of log id, from stored hashes (t must not exceed the high-water mark).
 func (x *Index) ProveRecord(id LogID, t, n uint64) (tlog.RecordProof, error) {
 	var p tlog.RecordProof
-	err := x.withHashes(id, t, func(r tlog.HashReader) (err error) {
-		p, err = tlog.ProveRecord(int64(t), int64(n), r)
+	err := x.withHashes(id, t, func(r *storedHashes) (err error) {
+		p, err = r.proveRecord(int64(t), int64(n))
 		return err
 	})
 	return p, err
@@ -671,7 +672,7 @@ func (x *Index) ProveRecord(id LogID, t, n uint64) (tlog.RecordProof, error) {
 // tree of size t of log id, from stored hashes.
 func (x *Index) ProveTree(id LogID, t, n uint64) (tlog.TreeProof, error) {
 	var p tlog.TreeProof
-	err := x.withHashes(id, t, func(r tlog.HashReader) (err error) {
+	err := x.withHashes(id, t, func(r *storedHashes) (err error) {
 		p, err = tlog.ProveTree(int64(t), int64(n), r)
 		return err
 	})
@@ -682,24 +683,38 @@ func (x *Index) ProveTree(id LogID, t, n uint64) (tlog.TreeProof, error) {
 // from stored hashes.
 func (x *Index) RootAt(id LogID, n uint64) (tlog.Hash, error) {
 	var h tlog.Hash
-	err := x.withHashes(id, n, func(r tlog.HashReader) (err error) {
+	err := x.withHashes(id, n, func(r *storedHashes) (err error) {
 		h, err = tlog.TreeHash(int64(n), r)
 		return err
 	})
 	return h, err
 }
 
-func (x *Index) withHashes(id LogID, size uint64, fn func(tlog.HashReader) error) error {
+func (x *Index) withHashes(id LogID, size uint64, fn func(*storedHashes) error) error {
+	var known *logMeta
+	x.mu.RLock()
+	if m := x.logs[id]; m != nil && size <= m.complete {
+		// The complete checkpoint's entries are indexed: nothing to check.
+		// (complete is updated after its transaction commits, so the one
+		// below sees them.)
+		known = &logMeta{seq: m.seq, complete: m.complete}
+	}
+	x.mu.RUnlock()
 	return x.db.View(func(tx *bolt.Tx) error {
 		lb, err := x.logBucket(tx, id, false)
 		if err != nil {
 			return err
 		}
-		synced := getU64(lb, keySynced)
-		if size > synced {
-			return fmt.Errorf("index: log %s: tree size %d is beyond the %d entries indexed", id, size, synced)
+		r := &storedHashes{b: lb.Bucket(bucketTiles), cache: &x.hashes}
+		if known != nil {
+			r.seq, r.synced = known.seq, known.complete
+		} else {
+			r.seq, r.synced = binary.BigEndian.Uint32(lb.Get(keySeq)), getU64(lb, keySynced)
+			if size > r.synced {
+				return fmt.Errorf("index: log %s: tree size %d is beyond the %d entries indexed", id, size, r.synced)
+			}
 		}
-		return fn(storedHashes{b: lb.Bucket(bucketTiles), cache: &x.hashes, seq: binary.BigEndian.Uint32(lb.Get(keySeq)), synced: synced})
+		return fn(r)
 	})
 }
 

@@ -3,6 +3,8 @@ package index
 import (
 	"encoding/binary"
 	"fmt"
+	"math/bits"
+	"slices"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
@@ -124,18 +126,166 @@ func fullTileRoot(data []byte) (tlog.Hash, []byte) {
 	return hs[0], aux
 }
 
-// storedHashes reads tlog stored hashes from the tiles of one log.
+// storedHashes reads the nodes of one log's Merkle tree from its tiles. It
+// remembers the last tile values it read, so it is used by one goroutine
+// within one read transaction.
 type storedHashes struct {
 	b      *bolt.Bucket
 	cache  *hashCache
 	seq    uint32
 	synced uint64 // leaves in the tiles: tells full tiles from partial ones
+
+	dataKey, auxKey   [9]byte
+	data, aux         []byte
+	haveData, haveAux bool
+	upperKey          [2]int64
+	upper             *tileNodes
 }
 
 // full reports whether tile (level, n) holds all its 256 hashes.
-func (r storedHashes) full(level int, n int64) bool {
+func (r *storedHashes) full(level int, n int64) bool {
 	leaves := uint64(n+1) << (TileHeight * (level + 1)) // covered by the full tile
 	return leaves>>(TileHeight*(level+1)) == uint64(n+1) && leaves <= r.synced
+}
+
+// node returns the hash of the complete subtree at level (0 for leaves)
+// and index n: tlog's stored hash StoredHashIndex(level, n).
+func (r *storedHashes) node(level int, n int64) (tlog.Hash, error) {
+	tileLevel, height := level/TileHeight, level%TileHeight
+	tile := n >> (TileHeight - height)
+	pos := int(n & (tileWidth>>height - 1))
+	full := r.full(tileLevel, tile)
+	if full && tileLevel >= 1 {
+		if k := [2]int64{int64(tileLevel), tile}; r.upper == nil || k != r.upperKey {
+			u, err := r.upperTile(tileLevel, tile)
+			if err != nil {
+				return tlog.Hash{}, err
+			}
+			r.upperKey, r.upper = k, u
+		}
+		return r.upper.node(height, pos), nil
+	}
+	var h tlog.Hash
+	if full && height > 0 {
+		if k := tileKeyArray(tileLevel|0x80, tile); !r.haveAux || k != r.auxKey {
+			r.auxKey, r.aux, r.haveAux = k, r.b.Get(k[:]), true
+		}
+		if j, ok := auxPosition(len(r.aux)/tlog.HashSize, height, pos); ok {
+			copy(h[:], r.aux[j*tlog.HashSize:])
+			return h, nil
+		}
+		// A height below 4 in a legacy aux: at most 8 hashes to combine.
+	}
+	// A partial tile at the right edge: every proof needs its nodes, and
+	// each costs up to 127 hash operations, so they are cached.
+	edge := !full && height >= 2
+	key := edgeCacheKey{seq: r.seq, a: int64(level), b: n}
+	if edge {
+		if h, ok := r.cache.edgeHash(key); ok {
+			return h, nil
+		}
+	}
+	if k := tileKeyArray(tileLevel, tile); !r.haveData || k != r.dataKey {
+		r.dataKey, r.data, r.haveData = k, r.b.Get(k[:]), true
+	}
+	first, count := pos<<height, 1<<height
+	if len(r.data) < (first+count)*tlog.HashSize {
+		return h, fmt.Errorf("index: tile %d/%d holds %d bytes, too few for node %d at level %d: the stored tree is inconsistent", tileLevel, tile, len(r.data), n, level)
+	}
+	h = subtreeHash(r.data[first*tlog.HashSize : (first+count)*tlog.HashSize])
+	if edge {
+		r.cache.putEdgeHash(key, h)
+	}
+	return h, nil
+}
+
+// subtreeHash returns the root of the perfect tree over the hashes in
+// data (a power of two of them).
+func subtreeHash(data []byte) tlog.Hash {
+	hs := make([]tlog.Hash, len(data)/tlog.HashSize)
+	for i := range hs {
+		copy(hs[i][:], data[i*tlog.HashSize:])
+	}
+	for len(hs) > 1 {
+		for i := 0; i < len(hs)/2; i++ {
+			hs[i] = tlog.NodeHash(hs[2*i], hs[2*i+1])
+		}
+		hs = hs[:len(hs)/2]
+	}
+	return hs[0]
+}
+
+// ReadHashes implements tlog.HashReader.
+func (r *storedHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, idx := range indexes {
+		level, n := tlog.SplitStoredHashIndex(idx)
+		h, err := r.node(level, n)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// rangeHash returns the RFC 6962 hash of leaves [lo, hi), where the range
+// is a node of a tree whose right edge is hi: either a complete subtree, or
+// a ragged right edge, whose hash is cached (all proofs in a tree of one
+// size share the same few).
+func (r *storedHashes) rangeHash(lo, hi int64) (tlog.Hash, error) {
+	size := hi - lo
+	if size&(size-1) == 0 {
+		level := bits.TrailingZeros64(uint64(size))
+		return r.node(level, lo>>level)
+	}
+	key := edgeCacheKey{seq: r.seq, ragged: true, a: lo, b: hi}
+	if h, ok := r.cache.edgeHash(key); ok {
+		return h, nil
+	}
+	k := int64(1) << (bits.Len64(uint64(size-1)) - 1) // largest power of two < size
+	left, err := r.rangeHash(lo, lo+k)
+	if err != nil {
+		return tlog.Hash{}, err
+	}
+	right, err := r.rangeHash(lo+k, hi)
+	if err != nil {
+		return tlog.Hash{}, err
+	}
+	h := tlog.NodeHash(left, right)
+	r.cache.putEdgeHash(key, h)
+	return h, nil
+}
+
+// proveRecord returns the RFC 6962 inclusion proof of leaf n in the tree of
+// the first t leaves, as tlog.ProveRecord does (and tlog.CheckRecord
+// checks), reading each node of the path directly.
+func (r *storedHashes) proveRecord(t, n int64) (tlog.RecordProof, error) {
+	if t < 1 || n < 0 || n >= t || uint64(t) > r.synced {
+		return nil, fmt.Errorf("index: no inclusion proof of entry %d in a tree of %d (%d entries indexed)", n, t, r.synced)
+	}
+	// The path from the root down, each step keeping the half holding n;
+	// the proof lists the other halves from the leaf up.
+	proof := make(tlog.RecordProof, 0, bits.Len64(uint64(t)))
+	for lo, hi := int64(0), t; hi-lo > 1; {
+		k := int64(1) << (bits.Len64(uint64(hi-lo-1)) - 1)
+		var sibling tlog.Hash
+		var err error
+		if n < lo+k {
+			sibling, err = r.rangeHash(lo+k, hi)
+			hi = lo + k
+		} else {
+			level := bits.TrailingZeros64(uint64(k))
+			sibling, err = r.node(level, lo>>level)
+			lo += k
+		}
+		if err != nil {
+			return nil, err
+		}
+		proof = append(proof, sibling)
+	}
+	slices.Reverse(proof)
+	return proof, nil
 }
 
 // hashCache keeps, in memory, what every proof reads and is not worth
@@ -161,9 +311,12 @@ type tileCacheKey struct {
 	n     int64
 }
 
+// edgeCacheKey names a node (level a, index b) or, when ragged, the
+// ragged right edge [a, b) of a tree.
 type edgeCacheKey struct {
-	seq uint32
-	idx int64
+	seq    uint32
+	ragged bool
+	a, b   int64
 }
 
 // tileNodes are the nodes of a full tile at heights 0 (its 256 hashes) to
@@ -203,25 +356,25 @@ func (c *hashCache) putTile(k tileCacheKey, t *tileNodes) {
 	c.upper[k] = t
 }
 
-func (c *hashCache) edgeHash(seq uint32, idx int64) (tlog.Hash, bool) {
+func (c *hashCache) edgeHash(k edgeCacheKey) (tlog.Hash, bool) {
 	c.mu.Lock()
-	h, ok := c.edge[edgeCacheKey{seq, idx}]
+	h, ok := c.edge[k]
 	c.mu.Unlock()
 	return h, ok
 }
 
-func (c *hashCache) putEdgeHash(seq uint32, idx int64, h tlog.Hash) {
+func (c *hashCache) putEdgeHash(k edgeCacheKey, h tlog.Hash) {
 	c.mu.Lock()
 	if c.edge == nil || len(c.edge) >= edgeCacheSize {
 		c.edge = make(map[edgeCacheKey]tlog.Hash)
 	}
-	c.edge[edgeCacheKey{seq, idx}] = h
+	c.edge[k] = h
 	c.mu.Unlock()
 }
 
 // upperTile returns the nodes of the full tile (level ≥ 1, n) from the
 // cache or the database.
-func (r storedHashes) upperTile(level int, n int64) (*tileNodes, error) {
+func (r *storedHashes) upperTile(level int, n int64) (*tileNodes, error) {
 	k := tileCacheKey{r.seq, level, n}
 	if t := r.cache.tile(k); t != nil {
 		return t, nil
@@ -249,66 +402,6 @@ func (r storedHashes) upperTile(level int, n int64) (*tileNodes, error) {
 	}
 	r.cache.putTile(k, t)
 	return t, nil
-}
-
-func (r storedHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(indexes))
-	// A proof reads runs of hashes from one tile: fetch each value once.
-	var lastKey, lastAuxKey [9]byte
-	var lastData, lastAux []byte
-	haveData, haveAux := false, false
-	var lastUpperKey [2]int64
-	var lastUpper *tileNodes
-	for i, idx := range indexes {
-		level, n := tlog.SplitStoredHashIndex(idx)
-		height := level % TileHeight
-		pos := int(n % int64(tileWidth>>height))
-		t := tlog.TileForIndex(TileHeight, idx)
-		full := r.full(t.L, t.N)
-		if t.L >= 1 && full {
-			if k := [2]int64{int64(t.L), t.N}; lastUpper == nil || k != lastUpperKey {
-				u, err := r.upperTile(t.L, t.N)
-				if err != nil {
-					return nil, err
-				}
-				lastUpperKey, lastUpper = k, u
-			}
-			out[i] = lastUpper.node(height, pos)
-			continue
-		}
-		cacheable := false // computed from a partial tile: worth keeping
-		if height > 0 && !full {
-			// A partial tile at the right edge: every proof needs these
-			// hashes, and each costs up to 127 hash operations.
-			if h, ok := r.cache.edgeHash(r.seq, idx); ok {
-				out[i] = h
-				continue
-			}
-			cacheable = height >= 2
-		} else if height > 0 {
-			if k := tileKeyArray(t.L|0x80, t.N); !haveAux || k != lastAuxKey {
-				lastAuxKey, lastAux, haveAux = k, r.b.Get(k[:]), true
-			}
-			if j, ok := auxPosition(len(lastAux)/tlog.HashSize, height, pos); ok {
-				copy(out[i][:], lastAux[j*tlog.HashSize:])
-				continue
-			}
-			// A height below 4 in a legacy aux: computed from at most 8
-			// hashes of the tile below.
-		}
-		if k := tileKeyArray(t.L, t.N); !haveData || k != lastKey {
-			lastKey, lastData, haveData = k, r.b.Get(k[:]), true
-		}
-		h, err := tlog.HashFromTile(t, lastData, idx)
-		if err != nil {
-			return nil, fmt.Errorf("index: stored hash %d: %w", idx, err)
-		}
-		if cacheable {
-			r.cache.putEdgeHash(r.seq, idx, h)
-		}
-		out[i] = h
-	}
-	return out, nil
 }
 
 func tileKeyArray(level int, n int64) [9]byte {
