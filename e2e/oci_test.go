@@ -78,7 +78,7 @@ func ociGate(t *testing.T, crane string, builders []*ociBuilder, host string, re
 	}
 	attest := func(b *ociBuilder, digest, commit string) (string, int) {
 		return vouch(t, "attest", "oci", repo+"@"+digest, "--key", b.Key, "--socket", filepath.Join(b.State, "vouch.sock"),
-			"--source", source, "--commit", commit, "--system", "x86_64-linux")
+			"--source", source, "--commit", commit, "--system", "x86_64-linux", "--cosign")
 	}
 	mustAttest := func(b *ociBuilder, digest, commit string) {
 		t.Helper()
@@ -107,6 +107,8 @@ func ociGate(t *testing.T, crane string, builders []*ociBuilder, host string, re
 	if got := craneAttestations(t, crane, host, "app", other, referrersAPI); len(got) != 1 {
 		t.Fatalf("crane sees %d attestations of the other image, want 1 (mallory's only: b1's was refused)", len(got))
 	}
+
+	t.Run("cosign", func(t *testing.T) { cosignVerifies(t, builders, repo, good, other) })
 
 	for _, b := range builders {
 		waitForClaims(t, b.daemon, 1)
@@ -181,6 +183,10 @@ func ociGate(t *testing.T, crane string, builders []*ociBuilder, host string, re
 			t.Fatalf("crane delete the referrers tag: %v\n%s", err, out)
 		}
 	}
+	attTag := repo + ":" + strings.Replace(good, ":", "-", 1) + ".att"
+	if out, err := exec.Command(crane, "delete", repo+"@"+craneDigest(t, crane, attTag)).CombinedOutput(); err != nil {
+		t.Fatalf("crane delete the cosign tag: %v\n%s", err, out)
+	}
 	if got := craneAttestations(t, crane, host, "app", good, referrersAPI); len(got) != 0 {
 		t.Fatalf("%d attestations left after deleting them", len(got))
 	}
@@ -233,6 +239,80 @@ func ociGate(t *testing.T, crane string, builders []*ociBuilder, host string, re
 	rep, code = verifyOCI(t, refuse, repo+"@"+good, "--source", source, "--commit", c2, "--system", "x86_64-linux")
 	if code == 0 || rep.Trusted || rep.Mode != oci.ModeLogs {
 		t.Fatalf("c2 under refuse, asked of the node: exit %d, %+v", code, rep)
+	}
+}
+
+// cosignVerifies checks vouch attestations with cosign v2, an independent
+// verifier: `cosign verify-attestation --key <builder PEM>
+// --insecure-ignore-tlog --type <vouch predicate>` accepts the image each
+// listed builder attested (in the .att layout that attest --cosign
+// writes), and rejects it under the key of a builder that did not attest
+// it. cosign is not built here (a ten-minute build): it is taken from
+// $VOUCH_COSIGN, PATH or ~/.cache/vouch-tools/cosign-*.
+func cosignVerifies(t *testing.T, builders []*ociBuilder, repo, good, other string) {
+	bin := os.Getenv("VOUCH_COSIGN")
+	if bin == "" {
+		bin, _ = exec.LookPath("cosign")
+	}
+	if bin == "" {
+		home, _ := os.UserHomeDir()
+		cached, _ := filepath.Glob(filepath.Join(home, ".cache", "vouch-tools", "cosign-*"))
+		if len(cached) > 0 {
+			bin = cached[len(cached)-1]
+		}
+	}
+	if bin == "" {
+		t.Skip("cosign not found (set VOUCH_COSIGN, or go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5 and put it on PATH)")
+	}
+	pemOf := func(b *ociBuilder) string {
+		out, code := vouch(t, "key", "pem", b.Key)
+		if code != 0 {
+			t.Fatalf("vouch key pem: exit %d\n%s", code, out)
+		}
+		p := filepath.Join(t.TempDir(), "builder.pem")
+		os.WriteFile(p, []byte(out), 0o644)
+		return p
+	}
+	verify := func(pem, digest string) (string, error) {
+		cmd := exec.Command(bin, "verify-attestation", "--key", pem, "--insecure-ignore-tlog", "--allow-insecure-registry",
+			"--type", oci.PredicateType, repo+"@"+digest)
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir()) // no sigstore TUF cache from elsewhere
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for i, b := range builders[:3] {
+		out, err := verify(pemOf(b), good)
+		if err != nil {
+			t.Fatalf("cosign verify-attestation with b%d's key: %v\n%s", i+1, err, out)
+		}
+		// cosign prints each envelope it verified, one JSON line each.
+		var verified []string
+		for _, line := range strings.Split(out, "\n") {
+			var env struct{ Payload []byte }
+			var st struct {
+				PredicateType string `json:"predicateType"`
+				Subject       []struct{ Digest map[string]string }
+			}
+			if json.Unmarshal([]byte(line), &env) == nil && json.Unmarshal(env.Payload, &st) == nil && len(st.Subject) == 1 {
+				verified = append(verified, st.PredicateType+" sha256:"+st.Subject[0].Digest["sha256"])
+			}
+		}
+		if len(verified) != 1 || verified[0] != oci.PredicateType+" "+good {
+			t.Fatalf("cosign verified %q with b%d's key, want exactly b%[2]d's attestation of %s\n%s", verified, i+1, good, out)
+		}
+		if i == 0 {
+			t.Logf("cosign verify-attestation --key b1.pem --insecure-ignore-tlog --type %s %s@%s:\n%s", oci.PredicateType, repo, good, out)
+		}
+	}
+	// mallory attested only the other image; b1 never attested it.
+	if out, err := verify(pemOf(builders[3]), good); err == nil || !strings.Contains(out, "no matching attestations") {
+		t.Fatalf("cosign on the good image under mallory's key: %v\n%s", err, out)
+	}
+	if out, err := verify(pemOf(builders[0]), other); err == nil || !strings.Contains(out, "no matching attestations") {
+		t.Fatalf("cosign on the other image under b1's key: %v\n%s", err, out)
+	}
+	if out, err := verify(pemOf(builders[3]), other); err != nil {
+		t.Fatalf("cosign verify-attestation of mallory's own attestation: %v\n%s", err, out)
 	}
 }
 

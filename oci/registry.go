@@ -14,6 +14,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
@@ -126,6 +128,58 @@ func (r *Registry) Push(ctx context.Context, image name.Digest, env *dsse.Envelo
 		return name.Digest{}, fmt.Errorf("attest %s: pushing the attestation manifest: %w", image, err)
 	}
 	return ref, nil
+}
+
+// PushCosign also attaches the envelope in cosign's own layout, which is
+// where cosign v2 verify-attestation looks (it does not read OCI 1.1
+// referrers): the image tagged "sha256-<hex of the image digest>.att" in
+// the image's repository, one layer per attestation, each layer a DSSE
+// envelope of media type EnvelopeMediaType annotated with its
+// "predicateType" and an empty "dev.cosignproject.cosign/signature". The layer is appended to what the tag holds (read,
+// append, write: two builders pushing in the same instant can lose one
+// layer, as with cosign itself); an envelope already there is not added
+// twice. It returns the tag.
+func (r *Registry) PushCosign(ctx context.Context, image name.Digest, env *dsse.Envelope) (name.Tag, error) {
+	body, err := json.Marshal(env)
+	if err != nil {
+		return name.Tag{}, err
+	}
+	h, err := v1.NewHash(image.DigestStr())
+	if err != nil {
+		return name.Tag{}, err
+	}
+	tag := image.Context().Tag(h.Algorithm + "-" + h.Hex + ".att")
+	base, err := remote.Image(tag, r.opts(ctx)...)
+	if err != nil {
+		var terr *transport.Error
+		if !errors.As(err, &terr) || terr.StatusCode != http.StatusNotFound {
+			return name.Tag{}, fmt.Errorf("reading %s: %w", tag, err)
+		}
+		base = mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	}
+	layer := static.NewLayer(body, types.MediaType(EnvelopeMediaType))
+	want, _ := layer.Digest()
+	m, err := base.Manifest()
+	if err != nil {
+		return name.Tag{}, fmt.Errorf("reading %s: %w", tag, err)
+	}
+	for _, l := range m.Layers {
+		if l.Digest == want {
+			return tag, nil
+		}
+	}
+	// cosign reads every layer as a signature and requires its signature
+	// annotation; for a DSSE envelope the signature is inside, so cosign
+	// itself leaves the annotation empty.
+	img, err := mutate.Append(base, mutate.Addendum{Layer: layer, Annotations: map[string]string{
+		"predicateType": PredicateType, "dev.cosignproject.cosign/signature": ""}})
+	if err != nil {
+		return name.Tag{}, err
+	}
+	if err := remote.Write(tag, img, r.opts(ctx)...); err != nil {
+		return name.Tag{}, fmt.Errorf("attest %s: pushing %s: %w", image, tag, err)
+	}
+	return tag, nil
 }
 
 func descriptorOf(l v1.Layer, body []byte) v1.Descriptor {

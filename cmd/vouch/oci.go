@@ -74,6 +74,7 @@ func runAttestOCI(args []string) int {
 	configPath := fs.String("config", "", "the builder's config, for the default --socket")
 	noLog := fs.Bool("no-log", false, "only push the attestation; do not log the claim (verifiers that follow the logs will not count it)")
 	insecure := fs.Bool("insecure", false, "allow plain HTTP to a registry that is not on localhost")
+	cosignLayout := fs.Bool("cosign", false, "also attach the attestation under the image's sha256-<hex>.att tag, where cosign verify-attestation looks")
 	if err := parseInterspersed(fs, args); err != nil {
 		return 2
 	}
@@ -137,6 +138,13 @@ func runAttestOCI(args []string) int {
 		return fail("attest oci: %v", err)
 	}
 	fmt.Printf("attestation %s attached to %s (signed by %s, key %s)\n", att.DigestStr(), image, id.Name, keys.KeyID(id.Public()))
+	if *cosignLayout {
+		tag, err := reg.PushCosign(ctx, image, env)
+		if err != nil {
+			return fail("attest oci: %v", err)
+		}
+		fmt.Printf("attestation also in %s (cosign's layout)\n", tag)
+	}
 	return 0
 }
 
