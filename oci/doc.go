@@ -70,6 +70,10 @@
 // go-containerregistry, oras, regctl and crane look. The manifest carries
 // no time, so pushing an attestation again is idempotent.
 //
+// Optionally (Registry.PushCosign) the envelope is also a layer of the
+// image tagged "sha256-<hex>.att", cosign's own layout, which is where
+// cosign v2 verify-attestation looks; see docs/oci.md.
+//
 // # Counting
 //
 // Verification applies the node's policy through package verdict, so an
