@@ -31,8 +31,8 @@
 //	    compromised  present when evidence was recorded against the log
 //	    health       JSON: time and outcome of the last sync attempt
 //	    claims/      index (8 bytes BE) → the entry, a claim encoding
-//	    tiles/       level (1) ‖ tile number (8 BE) → hashes (≤ 256×32 bytes)
-//	                 0x80|level ‖ tile number → a full tile's inner nodes
+//	    tiles/       level (1) ‖ tile number (8 BE) → hashes (≤ 256×32 bytes),
+//	                 then, once the tile is full, its inner nodes (254×32)
 //	    runs/        first index (8 BE) → sorted records h8 ‖ log index (5 BE)
 //	seqs/            seq4 → "<name> <keyid>"
 //	evidence/        id (8 bytes BE) → JSON Evidence
@@ -48,11 +48,11 @@
 // level-0 tiles are the leaf hashes, a level-L+1 tile holds the roots of the
 // full level-L tiles. Those are the hashes golang.org/x/mod/sumdb/tlog
 // needs (HashFromTile) to compute inclusion and consistency proofs locally.
-// Each full tile also keeps its inner nodes (its "aux" value, see
-// tiles.go), so a proof reads stored hashes and hashes nothing but the
-// tree's right edge; the hashes of the upper tiles, which every proof
-// reads, are cached in memory. An inclusion proof in a log of a million
-// entries costs a few microseconds.
+// Each full tile also keeps its inner nodes (see tiles.go, which also
+// describes the earlier layouts it still reads), so a proof reads stored
+// hashes and hashes nothing but the tree's right edge; the upper tiles,
+// which every proof reads, are cached in memory. An inclusion proof in a
+// log of a million entries costs a few microseconds.
 //
 // Each batch of entries is written with its leaf hashes, subject mappings and
 // the new high-water mark in one transaction, so a crash at any point

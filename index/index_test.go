@@ -295,11 +295,11 @@ func BenchmarkLookup(b *testing.B) {
 	}
 }
 
-// TestProofsFromAux checks proofs in a tree with a full level-1 tile,
-// first as written, then with some aux values rewritten to the legacy
-// layout (heights 4 to 7 only), as an index written before the full layout
-// holds them after an upgrade.
-func TestProofsFromAux(t *testing.T) {
+// TestProofsFromEveryLayout checks proofs in a tree with a full level-1
+// tile, first as written, then with some full tiles rewritten to the
+// earlier layouts (inner nodes in an aux value, all of them or only heights
+// 4 to 7), as an index written by an earlier version holds them.
+func TestProofsFromEveryLayout(t *testing.T) {
 	id := LogID{"alice", "k1"}
 	path := filepath.Join(t.TempDir(), "index.db")
 	x, err := Open(path, id)
@@ -342,25 +342,31 @@ func TestProofsFromAux(t *testing.T) {
 	check(x)
 	check(x) // now from the cache of upper tiles
 
-	legacy := 0
+	rewritten := 0
 	err = x.db.Update(func(tx *bolt.Tx) error {
 		tiles := tx.Bucket(bucketLogs).Bucket(id.bucketKey()).Bucket(bucketTiles)
-		for _, tile := range [][2]int64{{0, 0}, {0, 2}, {0, 4}, {1, 0}} {
-			k := auxKey(int(tile[0]), tile[1])
-			v := tiles.Get(k)
-			if len(v) != auxHashes*tlog.HashSize {
-				return fmt.Errorf("aux of tile %v holds %d bytes", tile, len(v))
+		for _, tile := range []struct {
+			level, n int
+			aux      int // hashes of the aux: auxHashes or legacyAuxHashes
+		}{{0, 0, legacyAuxHashes}, {0, 1, auxHashes}, {0, 2, legacyAuxHashes}, {0, 4, auxHashes}, {1, 0, legacyAuxHashes}} {
+			k := tileKey(tile.level, int64(tile.n))
+			v := bytes.Clone(tiles.Get(k))
+			if len(v) != fullTileHashes*tlog.HashSize {
+				return fmt.Errorf("tile %v holds %d bytes", tile, len(v))
 			}
-			// Heights 4 to 7 are the last 30 hashes of the full layout.
-			if err := tiles.Put(k, bytes.Clone(v[(auxHashes-legacyAuxHashes)*tlog.HashSize:])); err != nil {
+			if err := tiles.Put(k, v[:tileWidth*tlog.HashSize]); err != nil {
 				return err
 			}
-			legacy++
+			// Heights 4 to 7 are the last 30 inner nodes.
+			if err := tiles.Put(auxKey(tile.level, int64(tile.n)), v[(fullTileHashes-tile.aux)*tlog.HashSize:]); err != nil {
+				return err
+			}
+			rewritten++
 		}
 		return nil
 	})
-	if err != nil || legacy != 4 {
-		t.Fatal(legacy, err)
+	if err != nil || rewritten != 5 {
+		t.Fatal(rewritten, err)
 	}
 	x.Close()
 	if x, err = Open(path, id); err != nil {

@@ -52,37 +52,41 @@ func appendToTile(b *bolt.Bucket, level int, n int64, off int, hashes []tlog.Has
 	for _, h := range hashes {
 		data = append(data, h[:]...)
 	}
-	if err := b.Put(key, data); err != nil {
-		return err
-	}
 	if len(data) < tileWidth*tlog.HashSize {
-		return nil
+		return b.Put(key, data)
 	}
-	root, aux := fullTileRoot(data)
-	if err := b.Put(auxKey(level, n), aux); err != nil {
+	root, inner := fullTileRoot(data)
+	if err := b.Put(key, append(data, inner...)); err != nil {
 		return err
 	}
 	return appendToTile(b, level+1, n/tileWidth, int(n%tileWidth), []tlog.Hash{root})
 }
 
-// A full tile's aux value holds the tile's inner nodes, so that no proof
-// ever hashes inside a full tile: heights 1 to 7 (128+64+…+2 = 254 hashes,
-// 31.75 bytes per leaf), lowest height first, each height left to right.
+// A full tile's value is followed by its inner nodes, so that no proof
+// ever hashes inside a full tile and one read gives every node of the tile:
+// heights 1 to 7 (128+64+…+2 = 254 hashes, 31.75 bytes per leaf), lowest
+// height first, each height left to right. The value is then 510 hashes,
+// laid out as tileNodes. (A partial tile holds only its hashes: it is
+// never read as full, and appendToTile extends it.)
 //
-// Indexes written before this layout hold only heights 4 to 7 (30 hashes,
-// 3.75 bytes per leaf); they are still read, by their length, and the few
-// hashes below height 4 are then computed from the tile (at most 8 leaves).
-// Tiles that fill up after an upgrade get the full aux, so an old index
-// needs no migration.
+// Earlier layouts are still read, by the lengths of the values, so an
+// existing index needs no migration (tiles that fill up later get the
+// current layout):
+//
+//   - a full tile of 256 hashes and, under the aux key (0x80|level ‖ tile
+//     number), its 254 inner nodes as above;
+//   - the same with an aux of only heights 4 to 7 (30 hashes): the nodes
+//     below height 4 are computed from the tile (at most 8 hashes).
 const (
-	auxHashes       = tileWidth - 2 // heights 1..7
+	fullTileHashes  = 2*tileWidth - 2 // heights 0..7
+	auxHashes       = tileWidth - 2   // heights 1..7
 	legacyAuxHashes = 16 + 8 + 4 + 2
 	legacyAuxMin    = 4 // lowest height a legacy aux holds
 )
 
 // auxPosition returns the position in an aux value of auxLen hashes of the
-// node at height (1..7) whose left edge is leaf position pos*2^height of
-// its tile, and whether that aux holds it.
+// node at height (1..7) and position pos of its tile, and whether that aux
+// holds it.
 func auxPosition(auxLen, height, pos int) (int, bool) {
 	switch auxLen {
 	case auxHashes:
@@ -105,13 +109,13 @@ func auxKey(level int, n int64) []byte {
 }
 
 // fullTileRoot returns the Merkle root of a full tile's 256 hashes and its
-// aux value.
+// inner nodes (heights 1 to 7).
 func fullTileRoot(data []byte) (tlog.Hash, []byte) {
 	hs := make([]tlog.Hash, tileWidth)
 	for i := range hs {
 		copy(hs[i][:], data[i*tlog.HashSize:])
 	}
-	aux := make([]byte, 0, auxHashes*tlog.HashSize)
+	inner := make([]byte, 0, auxHashes*tlog.HashSize)
 	for height := 1; len(hs) > 1; height++ {
 		for i := 0; i < len(hs)/2; i++ {
 			hs[i] = tlog.NodeHash(hs[2*i], hs[2*i+1])
@@ -119,11 +123,11 @@ func fullTileRoot(data []byte) (tlog.Hash, []byte) {
 		hs = hs[:len(hs)/2]
 		if len(hs) > 1 {
 			for _, h := range hs {
-				aux = append(aux, h[:]...)
+				inner = append(inner, h[:]...)
 			}
 		}
 	}
-	return hs[0], aux
+	return hs[0], inner
 }
 
 // storedHashes reads the nodes of one log's Merkle tree from its tiles. It
@@ -166,15 +170,24 @@ func (r *storedHashes) node(level int, n int64) (tlog.Hash, error) {
 		return r.upper.node(height, pos), nil
 	}
 	var h tlog.Hash
-	if full && height > 0 {
-		if k := tileKeyArray(tileLevel|0x80, tile); !r.haveAux || k != r.auxKey {
-			r.auxKey, r.aux, r.haveAux = k, r.b.Get(k[:]), true
+	if full {
+		if k := tileKeyArray(tileLevel, tile); !r.haveData || k != r.dataKey {
+			r.dataKey, r.data, r.haveData = k, r.b.Get(k[:]), true
 		}
-		if j, ok := auxPosition(len(r.aux)/tlog.HashSize, height, pos); ok {
-			copy(h[:], r.aux[j*tlog.HashSize:])
+		if len(r.data) == fullTileHashes*tlog.HashSize {
+			copy(h[:], r.data[tileNodeIndex(height, pos)*tlog.HashSize:])
 			return h, nil
 		}
-		// A height below 4 in a legacy aux: at most 8 hashes to combine.
+		if height > 0 { // an earlier layout: the inner nodes in an aux
+			if k := tileKeyArray(tileLevel|0x80, tile); !r.haveAux || k != r.auxKey {
+				r.auxKey, r.aux, r.haveAux = k, r.b.Get(k[:]), true
+			}
+			if j, ok := auxPosition(len(r.aux)/tlog.HashSize, height, pos); ok {
+				copy(h[:], r.aux[j*tlog.HashSize:])
+				return h, nil
+			}
+			// A height below 4 in a legacy aux: at most 8 hashes to combine.
+		}
 	}
 	// A partial tile at the right edge: every proof needs its nodes, and
 	// each costs up to 127 hash operations, so they are cached.
@@ -321,12 +334,18 @@ type edgeCacheKey struct {
 
 // tileNodes are the nodes of a full tile at heights 0 (its 256 hashes) to
 // 7, lowest height first, each height left to right.
-type tileNodes [2*tileWidth - 2]tlog.Hash
+type tileNodes [fullTileHashes]tlog.Hash
 
 // node returns the node at height (0..7) and position pos of the tile.
-// Heights below h hold 256+128+…+(256>>(h-1)) = 512-(512>>h) hashes.
 func (t *tileNodes) node(height, pos int) tlog.Hash {
-	return t[2*tileWidth-(2*tileWidth)>>height+pos]
+	return t[tileNodeIndex(height, pos)]
+}
+
+// tileNodeIndex is the place of the node at height and position pos in a
+// full tile's nodes: heights below h hold 256+128+…+(256>>(h-1)) =
+// 512-(512>>h) hashes.
+func tileNodeIndex(height, pos int) int {
+	return 2*tileWidth - (2*tileWidth)>>height + pos
 }
 
 const (
@@ -381,24 +400,30 @@ func (r *storedHashes) upperTile(level int, n int64) (*tileNodes, error) {
 	}
 	tk := tileKeyArray(level, n)
 	data := r.b.Get(tk[:])
-	if len(data) != tileWidth*tlog.HashSize {
-		return nil, fmt.Errorf("index: tile %d/%d holds %d bytes, want a full tile: the stored tree is inconsistent", level, n, len(data))
-	}
 	t := new(tileNodes)
-	for i := 0; i < tileWidth; i++ {
-		copy(t[i][:], data[i*tlog.HashSize:])
-	}
-	ak := tileKeyArray(level|0x80, n)
-	if aux := r.b.Get(ak[:]); len(aux) == auxHashes*tlog.HashSize {
-		for i := 0; i < auxHashes; i++ {
-			copy(t[tileWidth+i][:], aux[i*tlog.HashSize:])
+	switch len(data) {
+	case fullTileHashes * tlog.HashSize:
+		for i := range t {
+			copy(t[i][:], data[i*tlog.HashSize:])
 		}
-	} else {
-		// A legacy aux: hash the inner nodes once.
-		for i := tileWidth; i < len(t); i++ {
-			j := 2 * (i - tileWidth)
-			t[i] = tlog.NodeHash(t[j], t[j+1])
+	case tileWidth * tlog.HashSize: // an earlier layout
+		for i := 0; i < tileWidth; i++ {
+			copy(t[i][:], data[i*tlog.HashSize:])
 		}
+		ak := tileKeyArray(level|0x80, n)
+		if aux := r.b.Get(ak[:]); len(aux) == auxHashes*tlog.HashSize {
+			for i := 0; i < auxHashes; i++ {
+				copy(t[tileWidth+i][:], aux[i*tlog.HashSize:])
+			}
+		} else {
+			// A legacy aux: hash the inner nodes once.
+			for i := tileWidth; i < len(t); i++ {
+				j := 2 * (i - tileWidth)
+				t[i] = tlog.NodeHash(t[j], t[j+1])
+			}
+		}
+	default:
+		return nil, fmt.Errorf("index: tile %d/%d holds %d bytes, want a full tile: the stored tree is inconsistent", level, n, len(data))
 	}
 	r.cache.putTile(k, t)
 	return t, nil
