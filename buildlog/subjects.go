@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,12 +54,14 @@ var (
 // flushEvery bounds how long a mapping stays only in memory; flushAt is the
 // number of pending mappings that triggers an early flush.
 const (
-	flushEvery = 200 * time.Millisecond
-	flushAt    = 8192
+	flushEvery = time.Second
+	flushAt    = 1 << 16
 )
 
 func openSubjectIndex(path string) (*subjectIndex, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	// The free list is rebuilt at open instead of written at every commit:
+	// commits are on a hot path, opens are rare.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("buildlog: open subject index %s: %w (it is derived from the log: delete the file and restart to rebuild it)", path, err)
 	}
@@ -134,6 +138,8 @@ func (s *subjectIndex) lookup(key string) (*claim.Claim, uint64, bool, error) {
 	return c, idx, true, nil
 }
 
+// indexedEntry is a subject key (the claim's Key in recordBatch, its
+// digest in flush) and the entry's index.
 type indexedEntry struct {
 	key   string
 	index uint64
@@ -199,9 +205,9 @@ func (s *subjectIndex) flush() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.mu.Lock()
-	snapshot := make(map[string]uint64, len(s.pending))
+	snapshot := make([]indexedEntry, 0, len(s.pending))
 	for k, v := range s.pending {
-		snapshot[k] = v
+		snapshot = append(snapshot, indexedEntry{key: k, index: v})
 	}
 	// Every index below next is acknowledged, and its mapping is either in
 	// the snapshot or already on disk.
@@ -210,10 +216,12 @@ func (s *subjectIndex) flush() error {
 	if len(snapshot) == 0 {
 		return nil
 	}
+	// Inserting in key order keeps bbolt's cursor on neighbouring pages.
+	slices.SortFunc(snapshot, func(a, b indexedEntry) int { return strings.Compare(a.key, b.key) })
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSubjects)
-		for k, idx := range snapshot {
-			if err := put(b, []byte(k), idx); err != nil {
+		for _, e := range snapshot {
+			if err := put(b, []byte(e.key), e.index); err != nil {
 				return err
 			}
 		}
@@ -223,9 +231,9 @@ func (s *subjectIndex) flush() error {
 		return err
 	}
 	s.mu.Lock()
-	for k, idx := range snapshot {
-		if s.pending[k] == idx {
-			delete(s.pending, k)
+	for _, e := range snapshot {
+		if s.pending[e.key] == e.index {
+			delete(s.pending, e.key)
 		}
 	}
 	s.mu.Unlock()

@@ -14,9 +14,17 @@ const StoreDir = "/nix/store"
 // nix32Alphabet is Nix's base-32 alphabet (no e, o, u, t).
 const nix32Alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
 
+// isNix32Char is a lookup table: validating claims is on the append path.
+var isNix32Char = func() (t [256]bool) {
+	for i := 0; i < len(nix32Alphabet); i++ {
+		t[nix32Alphabet[i]] = true
+	}
+	return t
+}()
+
 func isNix32(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if strings.IndexByte(nix32Alphabet, s[i]) < 0 {
+		if !isNix32Char[s[i]] {
 			return false
 		}
 	}
