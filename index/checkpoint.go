@@ -56,8 +56,10 @@ func ParseCheckpoint(text []byte) (*Checkpoint, error) {
 	if err != nil || strconv.FormatUint(size, 10) != string(lines[1]) || size >= 1<<63 {
 		return nil, fmt.Errorf("%w: tree size %q is not a canonical decimal number", ErrCheckpoint, trunc(lines[1]))
 	}
+	// Go's base64 decoder skips CR and LF; re-encoding catches a hash line
+	// that is not canonical base64.
 	raw, err := base64.StdEncoding.DecodeString(string(lines[2]))
-	if err != nil || len(raw) != tlog.HashSize {
+	if err != nil || len(raw) != tlog.HashSize || base64.StdEncoding.EncodeToString(raw) != string(lines[2]) {
 		return nil, fmt.Errorf("%w: root hash %q is not base64 of %d bytes", ErrCheckpoint, trunc(lines[2]), tlog.HashSize)
 	}
 	for i, l := range lines[3:] {
