@@ -385,31 +385,41 @@ func mustEntry(t testing.TB, i int) []byte {
 // for present and absent hashes, at both ends of the hash space.
 func TestSearchRun(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, size := range []int{0, 1, 2, 3, 100, 1000} {
-		hs := []uint64{0, 1<<64 - 1}
-		for len(hs) < size {
-			hs = append(hs, rng.Uint64())
+	even := func() uint64 { return rng.Uint64() }
+	// Hashes crowded in a corner of the range, with outliers at both ends,
+	// defeat the interpolation: the search must still find every one.
+	crowded := func() uint64 { return 1<<40 + rng.Uint64N(5000) }
+	for _, size := range []int{0, 1, 2, 3, 17, 100, 1000, 5000} {
+		for _, gen := range []func() uint64{even, crowded} {
+			testSearchRun(t, rng, size, gen)
 		}
-		hs = hs[:size]
-		slices.Sort(hs)
-		hs = slices.Compact(hs)
-		var run []byte
-		for i, h := range hs {
-			run = putRecord(run, binary.BigEndian.AppendUint64(nil, h), uint64(i*7))
+	}
+}
+
+func testSearchRun(t *testing.T, rng *rand.Rand, size int, gen func() uint64) {
+	hs := []uint64{0, 1<<64 - 1}
+	for len(hs) < size {
+		hs = append(hs, gen())
+	}
+	hs = hs[:size]
+	slices.Sort(hs)
+	hs = slices.Compact(hs)
+	var run []byte
+	for i, h := range hs {
+		run = putRecord(run, binary.BigEndian.AppendUint64(nil, h), uint64(i*7))
+	}
+	probes := append([]uint64{0, 1, 1<<64 - 1, 1<<64 - 2}, hs...)
+	for range 100 {
+		probes = append(probes, rng.Uint64(), gen())
+	}
+	for _, p := range probes {
+		want, wantOK := uint64(0), false
+		if i := slices.Index(hs, p); i >= 0 {
+			want, wantOK = uint64(i*7), true
 		}
-		probes := append([]uint64{0, 1, 1<<64 - 1, 1<<64 - 2}, hs...)
-		for range 100 {
-			probes = append(probes, rng.Uint64())
-		}
-		for _, p := range probes {
-			want, wantOK := uint64(0), false
-			if i := slices.Index(hs, p); i >= 0 {
-				want, wantOK = uint64(i*7), true
-			}
-			got, ok := searchRun(run, binary.BigEndian.AppendUint64(nil, p))
-			if got != want || ok != wantOK {
-				t.Fatalf("run of %d, hash %x: got %d %v, want %d %v", len(hs), p, got, ok, want, wantOK)
-			}
+		got, ok := searchRun(run, binary.BigEndian.AppendUint64(nil, p))
+		if got != want || ok != wantOK {
+			t.Fatalf("run of %d, hash %x: got %d %v, want %d %v", len(hs), p, got, ok, want, wantOK)
 		}
 	}
 }

@@ -189,9 +189,10 @@ func (r *storedHashes) node(level int, n int64) (tlog.Hash, error) {
 			// A height below 4 in a legacy aux: at most 8 hashes to combine.
 		}
 	}
-	// A partial tile at the right edge: every proof needs its nodes, and
-	// each costs up to 127 hash operations, so they are cached.
-	edge := !full && height >= 2
+	// A partial tile at the right edge: every proof needs its upper nodes,
+	// each costing a read and up to 127 hash operations, so they are
+	// cached (all but the leaf-level ones, which few proofs read).
+	edge := !full && (height >= 2 || tileLevel >= 1)
 	key := edgeCacheKey{seq: r.seq, a: int64(level), b: n}
 	if edge {
 		if h, ok := r.cache.edgeHash(key); ok {
