@@ -454,7 +454,11 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 			return fmt.Errorf("index: log %s: batch starts at %d but the index holds entries up to %d", id, b.First, synced)
 		}
 		claims, runs := lb.Bucket(bucketClaims), lb.Bucket(bucketRuns)
-		if err := recordPaths(tx, b.Claims); err != nil {
+		pathRuns, err := lb.CreateBucketIfNotExists(bucketPathRuns)
+		if err != nil {
+			return err
+		}
+		if err := addRun(pathRuns, b.First, pathRun(pathRuns, b.First, b.Claims)); err != nil {
 			return err
 		}
 		claims.FillPercent = 1 // keys only ever grow: pack pages full
