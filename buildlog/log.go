@@ -365,7 +365,7 @@ func (l *Log) catchUp(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("buildlog: catch up: entry %d is not a valid claim: %w", bundleIdx*256+i, err)
 			}
-			batch = append(batch, indexedEntry{key: c.Key(), index: bundleIdx*256 + i})
+			batch = append(batch, indexedEntry{hash: subjectHash(c.Key()), index: bundleIdx*256 + i})
 		}
 		if err := l.subjects.recordBatch(batch, bundleIdx*256+n); err != nil {
 			return err

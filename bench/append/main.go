@@ -72,7 +72,9 @@ func main() {
 		must(err)
 		ap, shutdown, _, err := tessera.NewAppender(ctx, drv, tessera.NewAppendOptions().
 			WithCheckpointSigner(id.Signer).WithCheckpointInterval(time.Second).
-			WithBatching(uint(*conc), 50*time.Millisecond))
+			WithBatching(uint(*conc), 50*time.Millisecond).
+			// The same engine settings as buildlog uses.
+			WithGarbageCollectionInterval(time.Second))
 		must(err)
 		add = func(i int) error {
 			b, _ := entries[i].Marshal()
