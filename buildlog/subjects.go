@@ -206,10 +206,13 @@ func (s *subjectIndex) flusher() {
 	}
 }
 
-// write adds entries as one new run (the first entry of each hash wins,
-// hashes already on disk are skipped) and sets the high-water mark, in one
-// transaction.
-func (s *subjectIndex) write(entries []indexedEntry, hw uint64) error {
+// write adds entries as one new run (the first entry of each hash wins)
+// and sets the high-water mark, in one transaction. With checkDisk, hashes
+// already on disk are skipped: catchUp re-reads entries that a flush may
+// have written. Flushed entries need no such check — Add looked each
+// subject up before appending it — and skipping it keeps a flush's cost
+// independent of how many runs there are.
+func (s *subjectIndex) write(entries []indexedEntry, hw uint64, checkDisk bool) error {
 	slices.SortFunc(entries, func(a, b indexedEntry) int {
 		if c := bytes.Compare(a.hash[:], b.hash[:]); c != 0 {
 			return c
@@ -223,8 +226,10 @@ func (s *subjectIndex) write(entries []indexedEntry, hw uint64) error {
 			if i > 0 && entries[i-1].hash == e.hash {
 				continue
 			}
-			if _, seen := runs.Lookup(b, e.hash[:]); seen {
-				continue
+			if checkDisk {
+				if _, seen := runs.Lookup(b, e.hash[:]); seen {
+					continue
+				}
 			}
 			run = runs.Put(run, e.hash[:], e.index)
 		}
@@ -259,7 +264,7 @@ func (s *subjectIndex) flush() error {
 	if len(snapshot) == 0 {
 		return nil
 	}
-	if err := s.write(snapshot, hw); err != nil {
+	if err := s.write(snapshot, hw, false); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -275,7 +280,7 @@ func (s *subjectIndex) flush() error {
 // recordBatch indexes entries read back from the log and moves the
 // high-water mark to hw. It is used by catchUp only, before any Add.
 func (s *subjectIndex) recordBatch(entries []indexedEntry, hw uint64) error {
-	if err := s.write(entries, hw); err != nil {
+	if err := s.write(entries, hw, true); err != nil {
 		return fmt.Errorf("buildlog: index entries below %d: %w", hw, err)
 	}
 	s.mu.Lock()
