@@ -128,6 +128,12 @@ func printBanner(cfg *config.Config, n *node.Node, addr string) {
 	}
 	if len(cfg.Builders) > 0 {
 		fmt.Printf("  following:    %d builders\n", len(cfg.Builders))
+		if cfg.NixKey != "" {
+			fmt.Printf("  nix cache:    http://%s  (substituters; trusted-public-keys = the key in %s)\n", addr, strings.TrimSuffix(cfg.NixKey, ".sec")+".pub")
+		}
+		if cfg.Dashboard {
+			fmt.Printf("  dashboard:    http://%s/\n", addr)
+		}
 	}
 	fmt.Println("Press Ctrl-C to stop.")
 }
