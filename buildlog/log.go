@@ -43,6 +43,7 @@ import (
 	"github.com/transparency-dev/tessera/storage/posix"
 
 	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/internal/durable"
 	"github.com/vouch-dev/vouch/keys"
 )
 
@@ -198,7 +199,7 @@ func lockExclusive(path string) (*os.File, error) {
 func checkOrigin(path, origin string) error {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return writeFileSync(path, []byte(origin+"\n"))
+		return durable.WriteNew(path, []byte(origin+"\n"), 0o644)
 	}
 	if err != nil {
 		return fmt.Errorf("buildlog: %w", err)
@@ -232,22 +233,6 @@ func trimNL(s string) string {
 		return s[:n-1]
 	}
 	return s
-}
-
-func writeFileSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // Origin is the log's origin line (the builder key's name).

@@ -26,6 +26,8 @@ import (
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vouch-dev/vouch/internal/durable"
 )
 
 // Identity is a loaded builder key.
@@ -107,29 +109,11 @@ func Generate(dir, name string) (Files, error) {
 		{f.NixPublic, name + ":" + base64.StdEncoding.EncodeToString(pub) + "\n", 0o644},
 	}
 	for _, w := range writes {
-		if err := writeExclusive(w.path, []byte(w.data), w.mode); err != nil {
+		if err := durable.WriteNew(w.path, []byte(w.data), w.mode); err != nil {
 			return f, err
 		}
 	}
 	return f, nil
-}
-
-// writeExclusive creates path with mode, failing if it exists, and syncs it:
-// a key that was reported written must survive a crash.
-func writeExclusive(path string, data []byte, mode fs.FileMode) error {
-	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := fh.Write(data); err != nil {
-		fh.Close()
-		return err
-	}
-	if err := fh.Sync(); err != nil {
-		fh.Close()
-		return err
-	}
-	return fh.Close()
 }
 
 // LoadIdentity reads a signed-note private key file written by Generate.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/vouch-dev/vouch/internal/durable"
 )
 
 // PromotionsLog is the file, under a node's state directory, that Promote
@@ -66,17 +68,6 @@ func appendRecord(path string, p *Promotion) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(append(line, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	// Synced before returning: a promotion is recorded before it is reported.
+	return durable.Append(path, append(line, '\n'), 0o600)
 }
