@@ -44,6 +44,7 @@ import (
 
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/internal/durable"
+	"github.com/vouch-dev/vouch/internal/runs"
 	"github.com/vouch-dev/vouch/keys"
 )
 
@@ -344,13 +345,13 @@ func (l *Log) catchUp(ctx context.Context) error {
 		if err := eb.UnmarshalText(raw); err != nil || uint64(len(eb.Entries)) < n {
 			return fmt.Errorf("buildlog: catch up: entry bundle %d is corrupt (want %d entries): %v", bundleIdx, n, err)
 		}
-		batch := make([]indexedEntry, 0, n)
+		batch := make([]runs.Record, 0, n)
 		for i := from - bundleIdx*256; i < n; i++ {
 			c, err := claim.Parse(eb.Entries[i])
 			if err != nil {
 				return fmt.Errorf("buildlog: catch up: entry %d is not a valid claim: %w", bundleIdx*256+i, err)
 			}
-			batch = append(batch, indexedEntry{hash: subjectHash(c.Key()), index: bundleIdx*256 + i})
+			batch = append(batch, runs.Record{Hash: subjectHash(c.Key()), Index: bundleIdx*256 + i})
 		}
 		if err := l.subjects.recordBatch(batch, bundleIdx*256+n); err != nil {
 			return err

@@ -1,14 +1,11 @@
 package buildlog
 
 import (
-	"bytes"
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -156,12 +153,6 @@ func (s *subjectIndex) lookup(key string) (*claim.Claim, uint64, bool, error) {
 	return c, idx, true, nil
 }
 
-// indexedEntry is a subject hash and the index of the entry it maps to.
-type indexedEntry struct {
-	hash  [8]byte
-	index uint64
-}
-
 // record maps a freshly appended entry. It only touches memory; the flusher
 // writes it to disk.
 func (s *subjectIndex) record(key string, idx uint64) {
@@ -212,27 +203,17 @@ func (s *subjectIndex) flusher() {
 // have written. Flushed entries need no such check — Add looked each
 // subject up before appending it — and skipping it keeps a flush's cost
 // independent of how many runs there are.
-func (s *subjectIndex) write(entries []indexedEntry, hw uint64, checkDisk bool) error {
-	slices.SortFunc(entries, func(a, b indexedEntry) int {
-		if c := bytes.Compare(a.hash[:], b.hash[:]); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.index, b.index)
-	})
+func (s *subjectIndex) write(entries []runs.Record, hw uint64, checkDisk bool) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRuns)
-		run := make([]byte, 0, len(entries)*runs.RecordSize)
-		for i, e := range entries {
-			if i > 0 && entries[i-1].hash == e.hash {
-				continue
+		var skip func([]byte) bool
+		if checkDisk {
+			skip = func(h []byte) bool {
+				_, seen := runs.Lookup(b, h)
+				return seen
 			}
-			if checkDisk {
-				if _, seen := runs.Lookup(b, e.hash[:]); seen {
-					continue
-				}
-			}
-			run = runs.Put(run, e.hash[:], e.index)
 		}
+		run := runs.Build(entries, skip)
 		if len(run) > 0 {
 			// Runs are keyed by a sequence number so that the newest sorts
 			// last: entries are not flushed in log order.
@@ -253,9 +234,9 @@ func (s *subjectIndex) flush() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.mu.Lock()
-	snapshot := make([]indexedEntry, 0, len(s.pending))
+	snapshot := make([]runs.Record, 0, len(s.pending))
 	for h, idx := range s.pending {
-		snapshot = append(snapshot, indexedEntry{hash: h, index: idx})
+		snapshot = append(snapshot, runs.Record{Hash: h, Index: idx})
 	}
 	// Every index below next is acknowledged, and its mapping is either in
 	// the snapshot or already on disk.
@@ -269,8 +250,8 @@ func (s *subjectIndex) flush() error {
 	}
 	s.mu.Lock()
 	for _, e := range snapshot {
-		if s.pending[e.hash] == e.index {
-			delete(s.pending, e.hash)
+		if s.pending[e.Hash] == e.Index {
+			delete(s.pending, e.Hash)
 		}
 	}
 	s.mu.Unlock()
@@ -279,7 +260,7 @@ func (s *subjectIndex) flush() error {
 
 // recordBatch indexes entries read back from the log and moves the
 // high-water mark to hw. It is used by catchUp only, before any Add.
-func (s *subjectIndex) recordBatch(entries []indexedEntry, hw uint64) error {
+func (s *subjectIndex) recordBatch(entries []runs.Record, hw uint64) error {
 	if err := s.write(entries, hw, true); err != nil {
 		return fmt.Errorf("buildlog: index entries below %d: %w", hw, err)
 	}

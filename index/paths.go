@@ -1,13 +1,13 @@
 package index
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"sort"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/internal/runs"
 )
 
 // A binary cache is asked for /<hash part>.narinfo, without the store
@@ -30,38 +30,18 @@ func pathHash(hashPart string) []byte {
 
 // pathRun builds the sorted run of new hash parts among a batch's nix
 // claims, skipping those the log's path runs already hold.
-func pathRun(runs *bolt.Bucket, first uint64, claims []*claim.Claim) []byte {
-	type rec struct {
-		h [8]byte
-		n uint64
-	}
-	recs := make([]rec, 0, len(claims))
+func pathRun(pathRuns *bolt.Bucket, first uint64, claims []*claim.Claim) []byte {
+	recs := make([]runs.Record, 0, len(claims))
 	for i, c := range claims {
 		if c == nil || c.Kind != claim.KindNix {
 			continue
 		}
-		var r rec
-		copy(r.h[:], pathHash(claim.HashPart(c.Subject)))
-		r.n = first + uint64(i)
-		recs = append(recs, r)
+		recs = append(recs, runs.Record{Hash: [8]byte(pathHash(claim.HashPart(c.Subject))), Index: first + uint64(i)})
 	}
-	sort.Slice(recs, func(i, j int) bool {
-		if c := bytes.Compare(recs[i].h[:], recs[j].h[:]); c != 0 {
-			return c < 0
-		}
-		return recs[i].n < recs[j].n
+	return runs.Build(recs, func(h []byte) bool {
+		_, seen := runs.Lookup(pathRuns, h)
+		return seen
 	})
-	run := make([]byte, 0, len(recs)*recordSize)
-	for i, r := range recs {
-		if i > 0 && recs[i-1].h == r.h {
-			continue
-		}
-		if _, seen := lookupRuns(runs, r.h[:]); seen {
-			continue
-		}
-		run = putRecord(run, r.h[:], r.n)
-	}
-	return run
 }
 
 // PathsByHash returns the store paths (full, /nix/store/...) with the given

@@ -119,13 +119,7 @@ type LogStats struct {
 
 // Stats returns the state of every configured log, sorted by name.
 func (x *Index) Stats() ([]LogStats, error) {
-	x.mu.RLock()
-	ids := make([]LogID, 0, len(x.byName))
-	for _, id := range x.byName {
-		ids = append(ids, id)
-	}
-	x.mu.RUnlock()
-	sort.Slice(ids, func(i, j int) bool { return ids[i].Name < ids[j].Name })
+	ids := x.configured()
 	out := make([]LogStats, 0, len(ids))
 	for _, id := range ids {
 		s, err := x.State(id)

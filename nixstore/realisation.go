@@ -66,11 +66,19 @@ func (s Store) CAClaim(ctx context.Context, outputID, storePath string) (*claim.
 	if err != nil {
 		return nil, err
 	}
-	c.Kind, c.Subject, c.OutPath, c.Deriver = claim.KindNixCA, outputID, storePath, ""
-	if err := c.Validate(); err != nil {
+	return CAClaimFrom(c, outputID)
+}
+
+// CAClaimFrom returns the nix-ca claim that outputID realised to the path
+// of the nix claim c, reusing c's hash, size and references: a caller that
+// already made c need not hash the path a second time.
+func CAClaimFrom(c *claim.Claim, outputID string) (*claim.Claim, error) {
+	ca := &claim.Claim{Kind: claim.KindNixCA, Subject: outputID, OutPath: c.Subject,
+		NarHash: c.NarHash, NarSize: c.NarSize, References: c.References, Time: c.Time}
+	if err := ca.Validate(); err != nil {
 		return nil, fmt.Errorf("nixstore: nix-ca claim for %s: %w", outputID, err)
 	}
-	return c, nil
+	return ca, nil
 }
 
 // Realisation maps a derivation output to the store path it was built to,

@@ -324,7 +324,7 @@ func (n *Node) startLogRole(ctx context.Context, l *buildlog.Log, run func(strin
 			}
 			claims := []*claim.Claim{c}
 			if o.OutputID != "" {
-				ca, err := store.CAClaim(ctx, o.OutputID, o.Path)
+				ca, err := nixstore.CAClaimFrom(c, o.OutputID)
 				if err != nil {
 					return fmt.Errorf("%w: %v", hook.ErrPermanent, err)
 				}

@@ -157,3 +157,38 @@ func After(b *bolt.Bucket, after []byte, limit int) [][]byte {
 	}
 	return out
 }
+
+// Record is one mapping before it is encoded into a run.
+type Record struct {
+	Hash  [8]byte
+	Index uint64
+}
+
+// Sort orders records by hash, and records of equal hash by index, so that
+// the earliest entry of a hash comes first.
+func Sort(recs []Record) {
+	sort.Slice(recs, func(i, j int) bool {
+		if c := bytes.Compare(recs[i].Hash[:], recs[j].Hash[:]); c != 0 {
+			return c < 0
+		}
+		return recs[i].Index < recs[j].Index
+	})
+}
+
+// Build sorts recs and encodes them as a run, keeping the first record of
+// each hash and dropping those for which skip (if not nil) returns true —
+// typically hashes some earlier run already holds.
+func Build(recs []Record, skip func(hash []byte) bool) []byte {
+	Sort(recs)
+	run := make([]byte, 0, len(recs)*RecordSize)
+	for i, r := range recs {
+		if i > 0 && recs[i-1].Hash == r.Hash {
+			continue
+		}
+		if skip != nil && skip(r.Hash[:]) {
+			continue
+		}
+		run = Put(run, r.Hash[:], r.Index)
+	}
+	return run
+}
