@@ -80,6 +80,9 @@ type Options struct {
 	// BatchMaxSize is the most entries integrated in one batch. Size it to
 	// the expected concurrency. Default 1024.
 	BatchMaxSize uint
+	// GarbageCollectionInterval is how often the engine removes partial
+	// tiles and bundles that full ones superseded. Default 10s.
+	GarbageCollectionInterval time.Duration
 }
 
 // Log is an open builder log. It is safe for concurrent use.
@@ -112,6 +115,9 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	}
 	if opts.BatchMaxSize == 0 {
 		opts.BatchMaxSize = 1024
+	}
+	if opts.GarbageCollectionInterval == 0 {
+		opts.GarbageCollectionInterval = 10 * time.Second
 	}
 	tiles := filepath.Join(opts.Dir, "tiles")
 	if err := os.MkdirAll(tiles, 0o755); err != nil {
@@ -153,7 +159,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		// vouch's subject index replaces tessera's antispam; the posix
 		// driver's garbage collector only removes partial tiles and bundles
 		// superseded by full ones.
-		WithGarbageCollectionInterval(time.Second)
+		WithGarbageCollectionInterval(opts.GarbageCollectionInterval)
 	appender, shutdown, reader, err := tessera.NewAppender(bg, driver, ao)
 	if err != nil {
 		return fail(fmt.Errorf("buildlog: start the log in %s: %w (if the state directory was damaged, restore it from a backup; vouch will not rewrite a log)", tiles, err))
@@ -362,7 +368,10 @@ func (l *Log) catchUp(ctx context.Context) error {
 }
 
 // Close stops accepting claims, waits for in-flight ones to be integrated
-// and a checkpoint to be published, and releases the lock.
+// and a checkpoint to be published, and releases the lock. The engine's
+// background loops (checkpoint publication, garbage collection) stop at
+// their next step; tessera offers no way to wait for that, so a caller that
+// deletes the directory right after Close may race with one last write.
 func (l *Log) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

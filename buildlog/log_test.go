@@ -53,6 +53,25 @@ func testClaim(n int, out string) *claim.Claim {
 	}
 }
 
+// logDir is a temporary directory for a log that, unlike t.TempDir, is
+// removed with retries: the engine's background loops may write one last
+// file just after Close (see Log.Close).
+func logDir(t testing.TB) string {
+	dir, err := os.MkdirTemp("", "vouch-buildlog-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for try := 0; try < 50; try++ {
+			if os.RemoveAll(dir) == nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	return dir
+}
+
 func openTest(t testing.TB, dir string, id *keys.Identity) *Log {
 	t.Helper()
 	l, err := Open(context.Background(), Options{Dir: dir, Identity: id, CheckpointInterval: 100 * time.Millisecond, BatchMaxAge: 5 * time.Millisecond})
@@ -63,7 +82,7 @@ func openTest(t testing.TB, dir string, id *keys.Identity) *Log {
 }
 
 func TestAddDuplicateConflictReopen(t *testing.T) {
-	dir := t.TempDir()
+	dir := logDir(t)
 	id := testIdentity(t, t.TempDir())
 	l := openTest(t, dir, id)
 	ctx := context.Background()
@@ -117,7 +136,7 @@ func TestAddDuplicateConflictReopen(t *testing.T) {
 }
 
 func TestSecondWriterRefused(t *testing.T) {
-	dir := t.TempDir()
+	dir := logDir(t)
 	id := testIdentity(t, t.TempDir())
 	l := openTest(t, dir, id)
 	defer l.Close()
@@ -128,7 +147,7 @@ func TestSecondWriterRefused(t *testing.T) {
 }
 
 func TestOtherKeyRefused(t *testing.T) {
-	dir := t.TempDir()
+	dir := logDir(t)
 	l := openTest(t, dir, testIdentity(t, t.TempDir()))
 	l.Close()
 	other, _ := keys.Generate(t.TempDir(), "someone-else")
@@ -140,7 +159,7 @@ func TestOtherKeyRefused(t *testing.T) {
 }
 
 func TestCatchUpRebuildsLostIndex(t *testing.T) {
-	dir := t.TempDir()
+	dir := logDir(t)
 	id := testIdentity(t, t.TempDir())
 	l := openTest(t, dir, id)
 	for i := 0; i < 600; i++ {
@@ -165,7 +184,7 @@ func TestCatchUpRebuildsLostIndex(t *testing.T) {
 }
 
 func TestServedLogPassesIndependentAudit(t *testing.T) {
-	dir := t.TempDir()
+	dir := logDir(t)
 	id := testIdentity(t, t.TempDir())
 	l := openTest(t, dir, id)
 	defer l.Close()

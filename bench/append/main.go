@@ -62,7 +62,7 @@ func main() {
 	logDir := filepath.Join(*dir, "log")
 	switch *mode {
 	case "vouch":
-		l, err := buildlog.Open(ctx, buildlog.Options{Dir: logDir, Identity: id, BatchMaxSize: uint(*conc), BatchMaxAge: 50 * time.Millisecond})
+		l, err := buildlog.Open(ctx, buildlog.Options{Dir: logDir, Identity: id, BatchMaxSize: uint(*conc), BatchMaxAge: 50 * time.Millisecond, GarbageCollectionInterval: time.Second})
 		must(err)
 		add = func(i int) error { _, err := l.Add(ctx, entries[i]); return err }
 		closeFn = l.Close
