@@ -14,9 +14,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +43,7 @@ type Config struct {
 	Builders  []Builder  `toml:"builder"`
 	Quorum    Quorum     `toml:"quorum"`
 	Upstreams []Upstream `toml:"upstream"`
+	NARCache  NARCache   `toml:"nar-cache"`
 	Follow    Follow     `toml:"follow"`
 
 	// Path is the file the config was read from, for messages.
@@ -69,6 +72,13 @@ type Upstream struct {
 	Timeout Duration `toml:"timeout"` // whole-request bound; default 5m
 }
 
+// NARCache is the substituter's optional bounded on-disk cache of
+// verified NARs. It is on when MaxSize is set.
+type NARCache struct {
+	Dir     string `toml:"dir"`      // default STATE/nar-cache
+	MaxSize Size   `toml:"max-size"` // e.g. "20GiB"; unset or 0 disables the cache
+}
+
 // Follow tunes the follow role.
 type Follow struct {
 	Interval Duration `toml:"interval"` // time between polls of one log; default 10s
@@ -89,6 +99,58 @@ func (d *Duration) UnmarshalText(b []byte) error {
 
 // MarshalText writes the duration as Go formats it.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// Size is a number of bytes, written in TOML as an integer or as a string
+// with a unit: "512MiB", "20GiB", "1TB" (KiB, MiB, GiB, TiB are powers of
+// 1024; kB, MB, GB, TB powers of 1000).
+type Size int64
+
+var sizeUnits = []struct {
+	suffix string
+	factor int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"kB", 1e3}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1},
+}
+
+// UnmarshalTOML accepts an integer number of bytes or a string with a unit.
+func (s *Size) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case int64:
+		if v < 0 {
+			return fmt.Errorf("size %d is negative", v)
+		}
+		*s = Size(v)
+		return nil
+	case string:
+		n, err := ParseSize(v)
+		*s = n
+		return err
+	}
+	return fmt.Errorf("size %v: write a number of bytes or a string such as \"20GiB\"", v)
+}
+
+// ParseSize parses "20GiB", "512MiB", "1TB" or a plain number of bytes.
+func ParseSize(text string) (Size, error) {
+	num, factor := strings.TrimSpace(text), int64(1)
+	for _, u := range sizeUnits {
+		if rest, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, factor = strings.TrimSpace(rest), u.factor
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("size %q: want a whole number of bytes, optionally with a unit (KiB, MiB, GiB, TiB, kB, MB, GB, TB), e.g. \"20GiB\"", text)
+	}
+	if n > math.MaxInt64/factor {
+		return 0, fmt.Errorf("size %q is too large", text)
+	}
+	return Size(n * factor), nil
+}
+
+// MarshalText writes the size as a number of bytes.
+func (s Size) MarshalText() ([]byte, error) { return []byte(strconv.FormatInt(int64(s), 10)), nil }
 
 // Conflict handling modes.
 const (
@@ -182,6 +244,9 @@ func (c *Config) Defaults() {
 	if c.Quorum.MinOperators == 0 && len(c.Builders) > 0 {
 		c.Quorum.MinOperators = 1
 	}
+	if c.NARCache.MaxSize > 0 && c.NARCache.Dir == "" {
+		c.NARCache.Dir = filepath.Join(c.State, "nar-cache")
+	}
 	for i := range c.Upstreams {
 		if c.Upstreams[i].Timeout.Duration == 0 {
 			c.Upstreams[i].Timeout.Duration = 5 * time.Minute
@@ -269,6 +334,9 @@ func (c *Config) Validate() error {
 		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
 			bad("upstream #%d: url %q must be http:// or https://", i+1, u.URL)
 		}
+	}
+	if c.NARCache.Dir != "" && c.NARCache.MaxSize == 0 {
+		bad("nar-cache.dir is set but nar-cache.max-size is not: say how much disk the cache may use, e.g. max-size = \"20GiB\"")
 	}
 	if c.Follow.Interval.Duration < 100*time.Millisecond {
 		bad("follow.interval = %v is too short (at least 100ms)", c.Follow.Interval.Duration)

@@ -88,3 +88,32 @@ func rename(t *testing.T, vk, name string) string {
 func bld(name, vkey string) string {
 	return "[[builder]]\nname = \"" + name + "\"\nvkey = \"" + vkey + "\"\nlog = \"http://127.0.0.1:9/log/\"\n"
 }
+
+func TestNARCacheSize(t *testing.T) {
+	for text, want := range map[string]Size{
+		`max-size = 1048576`:  1 << 20,
+		`max-size = "512MiB"`: 512 << 20,
+		`max-size = "20GiB"`:  20 << 30,
+		`max-size = "1 TB"`:   1e12,
+		`max-size = "4096"`:   4096,
+	} {
+		c, err := Parse([]byte("state = \"/s\"\n[nar-cache]\n" + text + "\n"))
+		if err != nil {
+			t.Errorf("%s: %v", text, err)
+			continue
+		}
+		if c.NARCache.MaxSize != want || c.NARCache.Dir != "/s/nar-cache" {
+			t.Errorf("%s: size %d dir %q, want %d in /s/nar-cache", text, c.NARCache.MaxSize, c.NARCache.Dir, want)
+		}
+	}
+	for _, text := range []string{`max-size = -1`, `max-size = "lots"`, `max-size = "1.5GiB"`, `max-size = "99999999999TiB"`, `max-size = true`, `dir = "/x"`} {
+		if _, err := Parse([]byte("[nar-cache]\n" + text + "\n")); err == nil {
+			t.Errorf("%s: accepted", text)
+		} else {
+			t.Logf("%s: %v", text, err)
+		}
+	}
+	if c, err := Parse(nil); err != nil || c.NARCache.Dir != "" || c.NARCache.MaxSize != 0 {
+		t.Errorf("the NAR cache is off unless configured: %+v %v", c.NARCache, err)
+	}
+}

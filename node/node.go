@@ -227,6 +227,7 @@ func (n *Node) startSubstituter() error {
 		Key:       key,
 		Upstreams: n.cfg.Upstreams,
 		Logger:    n.logger.With("role", "substituter"),
+		NARCache:  substituter.NARCacheOptions{Dir: n.cfg.NARCache.Dir, MaxBytes: int64(n.cfg.NARCache.MaxSize)},
 	}
 	if n.identity != nil {
 		// A builder also offers the paths in its own store, checked like

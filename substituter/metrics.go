@@ -17,6 +17,7 @@ type metrics struct {
 	upstreamFailures *prometheus.CounterVec   // upstream, reason
 	verifiedBytes    prometheus.Counter
 	aborted          prometheus.Counter
+	narCache         *prometheus.CounterVec // result: hit, miss, stored, store-failed
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -50,8 +51,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "vouch_substituter_nar_aborted_total",
 			Help: "NAR responses cut short because their source failed after bytes were sent.",
 		}),
+		narCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vouch_substituter_nar_cache_total",
+			Help: "NAR cache lookups and writes by result: hit, miss, stored, store-failed.",
+		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.verdicts, m.realisations, m.upstreamSeconds, m.upstreamFailures, m.verifiedBytes, m.aborted} {
+	for _, c := range []prometheus.Collector{m.requests, m.verdicts, m.realisations, m.upstreamSeconds, m.upstreamFailures, m.verifiedBytes, m.aborted, m.narCache} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -45,6 +45,23 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 	w.Header().Set("Content-Length", strconv.FormatUint(exp.NarSize, 10))
 	rl := &relay{w: w, exp: exp}
 
+	// A verified copy on disk first, then the sources, keeping a copy.
+	if s.narCache != nil && exp.cacheable() {
+		key := strings.TrimPrefix(exp.NarHash, "sha256:")
+		if f, ok := s.narCache.open(key, exp.NarSize); ok {
+			defer f.Close()
+			s.metrics.narCache.WithLabelValues("hit").Inc()
+			if n, err := io.Copy(w, f); err == nil && uint64(n) == exp.NarSize {
+				s.served(rl, "cache")
+			}
+			return
+		}
+		s.metrics.narCache.WithLabelValues("miss").Inc()
+		if rl.cache = s.narCache.begin(key, exp.NarSize); rl.cache != nil {
+			defer rl.finishCache(s, w)
+		}
+	}
+
 	// The node's own store first: no network, and verified all the same.
 	if s.store != nil {
 		if err := s.fromStore(ctx, rl); err == nil {
@@ -119,6 +136,7 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 }
 
 func (s *Server) served(rl *relay, source string) {
+	rl.verified = true
 	s.metrics.verifiedBytes.Add(float64(rl.exp.NarSize))
 	s.log.Debug("NAR served", "path", rl.exp.StorePath, "source", source, "bytes", rl.exp.NarSize)
 }
@@ -180,9 +198,35 @@ type relay struct {
 	sent uint64 // bytes written to the client so far
 	buf  []byte
 	held []byte
+	// cache, if set, receives a copy of what is read, kept only when
+	// the whole NAR verified.
+	cache    *cacheWriter
+	verified bool
 }
 
-func (rl *relay) reset() { rl.sent = 0 }
+func (rl *relay) reset() {
+	rl.sent = 0
+	if rl.cache != nil {
+		rl.cache.restart()
+	}
+}
+
+// finishCache keeps the copy of a verified NAR and throws away any other.
+// It runs after the handler's last write, so the client is not kept
+// waiting for the fsync.
+func (rl *relay) finishCache(s *Server, w http.ResponseWriter) {
+	if !rl.verified {
+		rl.cache.abort()
+		return
+	}
+	http.NewResponseController(w).Flush()
+	if err := rl.cache.commit(); err != nil {
+		s.metrics.narCache.WithLabelValues("store-failed").Inc()
+		s.log.Warn("verified NAR not cached", "path", rl.exp.StorePath, "err", err)
+		return
+	}
+	s.metrics.narCache.WithLabelValues("stored").Inc()
+}
 
 // copyFrom reads the whole NAR from src and relays it. It returns nil only
 // when all NarSize bytes were verified and written.
@@ -200,6 +244,9 @@ func (rl *relay) copyFrom(src io.Reader) error {
 	}
 	if caCheck != nil {
 		sinks = append(sinks, caCheck)
+	}
+	if rl.cache != nil {
+		sinks = append(sinks, rl.cache)
 	}
 	total := uint64(0)
 	want := rl.exp.NarSize

@@ -22,6 +22,13 @@ type expectation struct {
 	CA *narinfo.ContentAddress
 }
 
+// cacheable reports whether the NAR hash alone verifies this path's bytes,
+// so that a NAR cached under that hash may be served for it.
+func (e *expectation) cacheable() bool {
+	check, err := newCACheck(e.CA)
+	return err == nil && check == nil
+}
+
 // Verdict outcome labels beyond verdict.Outcome.
 const (
 	outcomeUnknownPath   = "unknown-path"

@@ -39,6 +39,12 @@
 // 1-byte-per-second drip is cut after StallTimeout), a cap on compressed
 // bytes, and a bound on concurrent requests.
 //
+// # NAR cache
+//
+// With Options.NARCache, a NAR that verified while it was relayed is kept
+// on disk under its NAR hash and later requests for any path agreeing on
+// that hash are sent from the file; narcache.go says what is checked when.
+//
 // # Self-certifying paths
 //
 // A path whose upstream narinfo has a CA field (builtins.path sources,
@@ -63,6 +69,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -139,8 +146,11 @@ type Options struct {
 	Upstreams []config.Upstream
 	// Store, if set, is the root of a Nix store on this machine ("/" for
 	// /nix/store, or a chroot store) tried before the upstreams.
-	Store  string
-	Limits Limits
+	Store string
+	// NARCache, if Dir is set, keeps verified NARs on disk (narcache.go)
+	// and serves repeated requests from there.
+	NARCache NARCacheOptions
+	Limits   Limits
 	// Client makes upstream requests; default a client with no overall
 	// timeout (every request carries its own deadline).
 	Client *http.Client
@@ -150,6 +160,12 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
+// NARCacheOptions configure the bounded on-disk cache of verified NARs.
+type NARCacheOptions struct {
+	Dir      string // created 0700 if missing; empty disables the cache
+	MaxBytes int64  // required with Dir: the cache never holds more
+}
+
 // Server is the substituter's http.Handler.
 type Server struct {
 	decider   Decider
@@ -157,6 +173,7 @@ type Server struct {
 	cacheInfo []byte
 	upstreams []*upstream
 	store     *nixstore.Store
+	narCache  *narCache // nil when disabled
 	limits    Limits
 	log       *slog.Logger
 	metrics   *metrics
@@ -226,6 +243,20 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("substituter: metrics: %w", err)
 	}
 	s.metrics = m
+	if opts.NARCache.Dir != "" {
+		c, err := openNARCache(opts.NARCache.Dir, opts.NARCache.MaxBytes)
+		if err != nil {
+			return nil, fmt.Errorf("substituter: %w", err)
+		}
+		s.narCache = c
+		err = reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vouch_substituter_nar_cache_bytes",
+			Help: "Bytes of verified NARs held in the on-disk NAR cache.",
+		}, func() float64 { return float64(c.Size()) }))
+		if err != nil {
+			return nil, fmt.Errorf("substituter: metrics: %w", err)
+		}
+	}
 	for _, u := range opts.Upstreams {
 		up, err := newUpstream(u, opts.Client, opts.Limits)
 		if err != nil {
@@ -403,6 +434,12 @@ func (r *statusRecorder) WriteHeader(code int) {
 func (r *statusRecorder) Write(b []byte) (int, error) {
 	r.written = true
 	return r.ResponseWriter.Write(b)
+}
+
+// ReadFrom lets io.Copy from a file reach the connection's sendfile.
+func (r *statusRecorder) ReadFrom(src io.Reader) (int64, error) {
+	r.written = true
+	return io.Copy(r.ResponseWriter, src)
 }
 
 // Unwrap lets http.ResponseController reach the connection.
