@@ -97,7 +97,7 @@ type Log struct {
 	lockFile *os.File
 
 	inflightMu sync.Mutex
-	inflight   map[string]chan struct{} // subject key → closed when its Add ends
+	inflight   map[[8]byte]chan struct{} // subject hash → closed when its Add ends
 }
 
 // Open opens (or creates) the log in opts.Dir, takes the single-writer
@@ -131,7 +131,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		lock.Close()
 		return nil, err
 	}
-	l := &Log{dir: tiles, origin: opts.Identity.Name, lockFile: lock, inflight: map[string]chan struct{}{}}
+	l := &Log{dir: tiles, origin: opts.Identity.Name, lockFile: lock, inflight: map[[8]byte]chan struct{}{}}
 	fail := func(err error) (*Log, error) {
 		l.closeAfterFailedOpen()
 		return nil, err
@@ -166,6 +166,9 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	}
 	l.appender, l.shutdown, l.reader = appender, shutdown, reader
 	if err := l.catchUp(ctx); err != nil {
+		return fail(err)
+	}
+	if err := l.subjects.startFilter(); err != nil {
 		return fail(err)
 	}
 	return l, nil
@@ -262,10 +265,11 @@ func (l *Log) Add(ctx context.Context, c *claim.Claim) (Result, error) {
 		return Result{}, fmt.Errorf("invalid claim: %w", err)
 	}
 	key := c.Key()
-	release := l.lockSubject(key)
+	h := subjectHash(key)
+	release := l.lockSubject(h)
 	defer release()
 
-	if logged, idx, ok, err := l.subjects.lookup(key); err != nil {
+	if logged, idx, ok, err := l.subjects.lookup(key, h); err != nil {
 		return Result{}, err
 	} else if ok {
 		if logged.Agrees(c) {
@@ -277,13 +281,15 @@ func (l *Log) Add(ctx context.Context, c *claim.Claim) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("append (the claim may or may not be logged; retrying is safe): %w", err)
 	}
-	l.subjects.record(key, idx.Index)
+	l.subjects.record(h, idx.Index)
 	return Result{Index: idx.Index}, nil
 }
 
 // lockSubject serialises Adds for one subject, so two concurrent
 // submissions with different outputs cannot both pass the conflict check.
-func (l *Log) lockSubject(key string) func() {
+// It is keyed by the subject's hash: two subjects sharing it merely wait
+// for each other.
+func (l *Log) lockSubject(key [8]byte) func() {
 	for {
 		l.inflightMu.Lock()
 		ch, busy := l.inflight[key]
@@ -305,7 +311,8 @@ func (l *Log) lockSubject(key string) func() {
 
 // Lookup returns the logged claim for (kind, subject), if any.
 func (l *Log) Lookup(kind claim.Kind, subject string) (*claim.Claim, uint64, bool, error) {
-	return l.subjects.lookup(string(kind) + " " + subject)
+	key := string(kind) + " " + subject
+	return l.subjects.lookup(key, subjectHash(key))
 }
 
 // Size returns the size of the integrated tree (which may be ahead of the

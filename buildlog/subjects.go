@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -31,17 +33,38 @@ import (
 // held in memory (pending), where lookups see it at once, and written to
 // bbolt by a background flusher, off the path that acknowledges a claim.
 //
+// In front of the runs sits a Bloom filter (runs.Filter) of every mapped
+// hash, pending or on disk, built from the runs at start-up after catchUp.
+// Most claims are for new subjects; the filter answers "not logged" for
+// about 99% of them without searching the runs. It never answers "not
+// logged" for a mapped hash: every hash enters it under mu in the same step
+// that makes it pending, and a rebuild (when the filter outgrows its size)
+// reads the runs and the pending map under mu, so no flush can move a hash
+// from one to the other unseen.
+//
+// Merging runs frees bbolt pages that a larger merged run cannot reuse, so
+// the file would grow to two or three times its data. After a flush that
+// leaves more than half of the file free, the flusher copies the index into
+// a fresh file (bolt.Compact) and renames it over the old one; a crash at
+// any point leaves either the old or the new file, each consistent.
+//
 // Invariant: every entry below the stored high-water mark is in the runs.
 // Entries at or above it may or may not be; catchUp indexes them from the
 // log at start-up, so a crash loses no mapping that matters.
 type subjectIndex struct {
-	db     *bolt.DB
+	path   string
 	reader func(idx uint64) (*claim.Claim, error)
+
+	// dbMu guards the db handle, which compaction replaces: every use of
+	// db holds it for reading, compaction for writing.
+	dbMu sync.RWMutex
+	db   *bolt.DB
 
 	mu      sync.Mutex
 	next    uint64              // every index below next is acknowledged and mapped (pending or on disk)
 	done    map[uint64]struct{} // acknowledged indexes at or above next
 	pending map[[8]byte]uint64  // subject hash → index, not yet on disk
+	filter  *runs.Filter        // every mapped hash; nil until startFilter
 
 	kick    chan struct{}
 	stop    chan struct{}
@@ -65,12 +88,23 @@ const (
 	flushAt    = 1 << 16
 )
 
+// compactAbove is the file size below which the index is never compacted:
+// small files are not worth a copy.
+const compactAbove = 4 << 20
+
+var boltOptions = &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}
+
 func openSubjectIndex(path string) (*subjectIndex, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	// A compaction interrupted by a crash leaves its copy behind; the
+	// original is intact.
+	if err := os.Remove(path + ".compact"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("buildlog: remove the unfinished compaction %s.compact: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, boltOptions)
 	if err != nil {
 		return nil, fmt.Errorf("buildlog: open subject index %s: %w (it is derived from the log: delete the file and restart to rebuild it)", path, err)
 	}
-	s := &subjectIndex{db: db, done: map[uint64]struct{}{}, pending: map[[8]byte]uint64{},
+	s := &subjectIndex{path: path, db: db, done: map[uint64]struct{}{}, pending: map[[8]byte]uint64{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketOldSubjects) != nil {
@@ -111,9 +145,16 @@ func u64bytes(v uint64) []byte {
 	return b
 }
 
+// view runs fn in a read transaction on the current file.
+func (s *subjectIndex) view(fn func(tx *bolt.Tx) error) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	return s.db.View(fn)
+}
+
 func (s *subjectIndex) highWater() (uint64, error) {
 	var hw uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keyHighWater); len(v) == 8 {
 			hw = binary.BigEndian.Uint64(v)
 		}
@@ -129,13 +170,16 @@ func (s *subjectIndex) highWater() (uint64, error) {
 // claim read back then has another key, and the second subject is treated
 // as not yet logged. At worst a log could then hold two claims for that
 // second subject — which followers detect and report as evidence.
-func (s *subjectIndex) lookup(key string) (*claim.Claim, uint64, bool, error) {
-	h := subjectHash(key)
+func (s *subjectIndex) lookup(key string, h [8]byte) (*claim.Claim, uint64, bool, error) {
 	s.mu.Lock()
 	idx, found := s.pending[h]
+	absent := !found && s.filter != nil && !s.filter.MayContain(h[:])
 	s.mu.Unlock()
+	if absent {
+		return nil, 0, false, nil
+	}
 	if !found {
-		err := s.db.View(func(tx *bolt.Tx) error {
+		err := s.view(func(tx *bolt.Tx) error {
 			idx, found = runs.Lookup(tx.Bucket(bucketRuns), h[:])
 			return nil
 		})
@@ -155,11 +199,16 @@ func (s *subjectIndex) lookup(key string) (*claim.Claim, uint64, bool, error) {
 
 // record maps a freshly appended entry. It only touches memory; the flusher
 // writes it to disk.
-func (s *subjectIndex) record(key string, idx uint64) {
-	h := subjectHash(key)
+func (s *subjectIndex) record(h [8]byte, idx uint64) {
 	s.mu.Lock()
 	if _, dup := s.pending[h]; !dup {
 		s.pending[h] = idx
+	}
+	if s.filter != nil {
+		s.filter.Add(h[:])
+		if s.filter.Full() {
+			s.fillFilterLocked(2 * s.filter.Len())
+		}
 	}
 	s.done[idx] = struct{}{}
 	for {
@@ -204,6 +253,8 @@ func (s *subjectIndex) flusher() {
 // subject up before appending it — and skipping it keeps a flush's cost
 // independent of how many runs there are.
 func (s *subjectIndex) write(entries []runs.Record, hw uint64, checkDisk bool) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRuns)
 		var skip func([]byte) bool
@@ -255,12 +306,118 @@ func (s *subjectIndex) flush() error {
 		}
 	}
 	s.mu.Unlock()
+	return s.compactIfWasteful()
+}
+
+// startFilter builds the filter from the runs and the pending mappings.
+// Open calls it once catchUp has indexed the whole log; until then every
+// lookup searches the runs.
+func (s *subjectIndex) startFilter() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fillFilterLocked(0)
+}
+
+// fillFilterLocked replaces the filter with one sized for twice the mapped
+// hashes (at least minCapacity) and fills it from the runs and the pending
+// mappings. s.mu must be held: a flush then cannot move a hash from pending
+// to the runs during the read, so every mapped hash is seen once.
+//
+// The filter doubles when full, so refilling costs a constant amount of
+// work per mapping on average. If the runs cannot be read the filter is
+// dropped and lookups search the runs, which is slower but never wrong.
+func (s *subjectIndex) fillFilterLocked(minCapacity int) error {
+	var recs []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		return runs.Each(tx.Bucket(bucketRuns), func(rec []byte) { recs = append(recs, rec[:8]...) })
+	})
+	if err != nil {
+		s.filter = nil
+		return fmt.Errorf("buildlog: read the subject index to build its filter: %w", err)
+	}
+	n := len(recs)/8 + len(s.pending)
+	f := runs.NewFilter(max(2*n, minCapacity, 1<<16))
+	for i := 0; i+8 <= len(recs); i += 8 {
+		f.Add(recs[i : i+8])
+	}
+	for h := range s.pending {
+		f.Add(h[:])
+	}
+	s.filter = f
 	return nil
 }
 
+// compactIfWasteful copies the index into a fresh file when more than half
+// of the current one is free pages. The caller holds flushMu, so no write
+// runs meanwhile; lookups wait on dbMu for the few milliseconds of the swap.
+func (s *subjectIndex) compactIfWasteful() error {
+	s.dbMu.RLock()
+	st := s.db.Stats()
+	var size int64
+	err := s.db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
+	s.dbMu.RUnlock()
+	if err != nil || size < compactAbove || int64(st.FreeAlloc) < size/2 {
+		return err
+	}
+	return s.compact()
+}
+
+// compact writes the index into PATH.compact, renames it over PATH and
+// switches to it. The old handle keeps the old inode until it is closed, so
+// a failure anywhere before the switch leaves the index working as before.
+func (s *subjectIndex) compact() error {
+	tmp := s.path + ".compact"
+	fail := func(err error) error {
+		os.Remove(tmp)
+		return fmt.Errorf("buildlog: compact the subject index: %w", err)
+	}
+	os.Remove(tmp)
+	dst, err := bolt.Open(tmp, 0o600, boltOptions)
+	if err != nil {
+		return fail(err)
+	}
+	s.dbMu.RLock()
+	err = bolt.Compact(dst, s.db, 0)
+	s.dbMu.RUnlock()
+	if err2 := dst.Close(); err == nil {
+		err = err2
+	}
+	if err != nil {
+		return fail(err)
+	}
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if err := os.Rename(tmp, s.path); err != nil {
+		return fail(err)
+	}
+	// From here PATH is the compacted copy whatever happens to the rename's
+	// durability: either file is a consistent index.
+	syncDir(filepath.Dir(s.path))
+	db, err := bolt.Open(s.path, 0o600, boltOptions)
+	if err != nil {
+		// Keep writing to the old, now unlinked file: the high-water mark
+		// in the new one is consistent with its runs, and catchUp indexes
+		// the rest from the log after a restart.
+		return fmt.Errorf("buildlog: reopen the compacted subject index: %w", err)
+	}
+	old := s.db
+	s.db = db
+	return old.Close()
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
 // recordBatch indexes entries read back from the log and moves the
-// high-water mark to hw. It is used by catchUp only, before any Add.
+// high-water mark to hw. It is used by catchUp only, before any Add and
+// before the filter exists.
 func (s *subjectIndex) recordBatch(entries []runs.Record, hw uint64) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	if err := s.write(entries, hw, true); err != nil {
 		return fmt.Errorf("buildlog: index entries below %d: %w", hw, err)
 	}
@@ -275,6 +432,8 @@ func (s *subjectIndex) close() error {
 	close(s.stop)
 	<-s.stopped
 	err := s.flush()
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
 	if err2 := s.db.Close(); err == nil {
 		err = err2
 	}
