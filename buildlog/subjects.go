@@ -60,11 +60,11 @@ type subjectIndex struct {
 	dbMu sync.RWMutex
 	db   *bolt.DB
 
-	mu      sync.Mutex
-	next    uint64              // every index below next is acknowledged and mapped (pending or on disk)
-	done    map[uint64]struct{} // acknowledged indexes at or above next
-	pending map[[8]byte]uint64  // subject hash → index, not yet on disk
-	filter  *runs.Filter        // every mapped hash; nil until startFilter
+	mu       sync.Mutex
+	acked    ackWindow          // acked.next: every index below it is acknowledged and mapped (pending or on disk)
+	pending  map[[8]byte]uint64 // subject hash → index, not yet on disk
+	flushing map[[8]byte]uint64 // the former pending map while a flush writes it; nil otherwise
+	filter   *runs.Filter       // every mapped hash; nil until startFilter
 
 	kick    chan struct{}
 	stop    chan struct{}
@@ -104,7 +104,7 @@ func openSubjectIndex(path string) (*subjectIndex, error) {
 	if err != nil {
 		return nil, fmt.Errorf("buildlog: open subject index %s: %w (it is derived from the log: delete the file and restart to rebuild it)", path, err)
 	}
-	s := &subjectIndex{path: path, db: db, done: map[uint64]struct{}{}, pending: map[[8]byte]uint64{},
+	s := &subjectIndex{path: path, db: db, pending: map[[8]byte]uint64{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketOldSubjects) != nil {
@@ -125,7 +125,7 @@ func openSubjectIndex(path string) (*subjectIndex, error) {
 		db.Close()
 		return nil, fmt.Errorf("buildlog: subject index %s: %w (it is derived from the log: delete the file and restart to rebuild it)", path, err)
 	}
-	s.next, err = s.highWater()
+	s.acked.next, err = s.highWater()
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -172,12 +172,15 @@ func (s *subjectIndex) highWater() (uint64, error) {
 // second subject — which followers detect and report as evidence.
 func (s *subjectIndex) lookup(key string, h [8]byte) (*claim.Claim, uint64, bool, error) {
 	s.mu.Lock()
-	idx, found := s.pending[h]
-	absent := !found && s.filter != nil && !s.filter.MayContain(h[:])
-	s.mu.Unlock()
-	if absent {
+	if s.filter != nil && !s.filter.MayContain(h[:]) {
+		s.mu.Unlock()
 		return nil, 0, false, nil
 	}
+	idx, found := s.pending[h]
+	if !found {
+		idx, found = s.flushing[h]
+	}
+	s.mu.Unlock()
 	if !found {
 		err := s.view(func(tx *bolt.Tx) error {
 			idx, found = runs.Lookup(tx.Bucket(bucketRuns), h[:])
@@ -202,7 +205,9 @@ func (s *subjectIndex) lookup(key string, h [8]byte) (*claim.Claim, uint64, bool
 func (s *subjectIndex) record(h [8]byte, idx uint64) {
 	s.mu.Lock()
 	if _, dup := s.pending[h]; !dup {
-		s.pending[h] = idx
+		if _, dup := s.flushing[h]; !dup {
+			s.pending[h] = idx
+		}
 	}
 	if s.filter != nil {
 		s.filter.Add(h[:])
@@ -210,14 +215,7 @@ func (s *subjectIndex) record(h [8]byte, idx uint64) {
 			s.fillFilterLocked(2 * s.filter.Len())
 		}
 	}
-	s.done[idx] = struct{}{}
-	for {
-		if _, ok := s.done[s.next]; !ok {
-			break
-		}
-		delete(s.done, s.next)
-		s.next++
-	}
+	s.acked.add(idx)
 	n := len(s.pending)
 	s.mu.Unlock()
 	if n >= flushAt {
@@ -284,28 +282,40 @@ func (s *subjectIndex) write(entries []runs.Record, hw uint64, checkDisk bool) e
 func (s *subjectIndex) flush() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
+	// Swap the pending map out; lookups keep seeing it as flushing until
+	// it is on disk.
 	s.mu.Lock()
-	snapshot := make([]runs.Record, 0, len(s.pending))
-	for h, idx := range s.pending {
-		snapshot = append(snapshot, runs.Record{Hash: h, Index: idx})
-	}
-	// Every index below next is acknowledged, and its mapping is either in
-	// the snapshot or already on disk.
-	hw := s.next
-	s.mu.Unlock()
-	if len(snapshot) == 0 {
+	if len(s.pending) == 0 {
+		s.mu.Unlock()
 		return nil
 	}
-	if err := s.write(snapshot, hw, false); err != nil {
-		return err
+	batch := s.pending
+	s.flushing, s.pending = batch, make(map[[8]byte]uint64, len(batch))
+	// Every index below next is acknowledged, and its mapping is either in
+	// the batch or already on disk.
+	hw := s.acked.next
+	s.mu.Unlock()
+	// Only record (under mu) writes to maps, and never to batch now: it
+	// can be read here without the lock.
+	snapshot := make([]runs.Record, 0, len(batch))
+	for h, idx := range batch {
+		snapshot = append(snapshot, runs.Record{Hash: h, Index: idx})
 	}
+	err := s.write(snapshot, hw, false)
 	s.mu.Lock()
-	for _, e := range snapshot {
-		if s.pending[e.Hash] == e.Index {
-			delete(s.pending, e.Hash)
+	if err != nil {
+		// Back to pending, to be written by the next flush.
+		for h, idx := range batch {
+			if _, dup := s.pending[h]; !dup {
+				s.pending[h] = idx
+			}
 		}
 	}
+	s.flushing = nil
 	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	return s.compactIfWasteful()
 }
 
@@ -320,8 +330,8 @@ func (s *subjectIndex) startFilter() error {
 
 // fillFilterLocked replaces the filter with one sized for twice the mapped
 // hashes (at least minCapacity) and fills it from the runs and the pending
-// mappings. s.mu must be held: a flush then cannot move a hash from pending
-// to the runs during the read, so every mapped hash is seen once.
+// and flushing mappings. s.mu must be held: a flush then cannot drop its
+// batch from memory during the read, so every mapped hash is seen.
 //
 // The filter doubles when full, so refilling costs a constant amount of
 // work per mapping on average. If the runs cannot be read the filter is
@@ -335,12 +345,15 @@ func (s *subjectIndex) fillFilterLocked(minCapacity int) error {
 		s.filter = nil
 		return fmt.Errorf("buildlog: read the subject index to build its filter: %w", err)
 	}
-	n := len(recs)/8 + len(s.pending)
+	n := len(recs)/8 + len(s.pending) + len(s.flushing)
 	f := runs.NewFilter(max(2*n, minCapacity, 1<<16))
 	for i := 0; i+8 <= len(recs); i += 8 {
 		f.Add(recs[i : i+8])
 	}
 	for h := range s.pending {
+		f.Add(h[:])
+	}
+	for h := range s.flushing {
 		f.Add(h[:])
 	}
 	s.filter = f
@@ -422,7 +435,7 @@ func (s *subjectIndex) recordBatch(entries []runs.Record, hw uint64) error {
 		return fmt.Errorf("buildlog: index entries below %d: %w", hw, err)
 	}
 	s.mu.Lock()
-	s.next = hw
+	s.acked = ackWindow{next: hw}
 	s.mu.Unlock()
 	return nil
 }
@@ -469,4 +482,38 @@ func (l *Log) readEntry(idx uint64) (*claim.Claim, error) {
 		return nil, fmt.Errorf("entry bundle %d has %d entries, want more than %d", bundle, len(eb.Entries), i)
 	}
 	return claim.Parse(eb.Entries[i])
+}
+
+// ackWindow tracks which log indexes have been acknowledged, to know the
+// longest prefix of the log that is fully mapped: tessera acknowledges
+// entries of a batch in any order. Bit i of words is index base+i; base is
+// a multiple of 64 and words covers next up to the highest index seen.
+type ackWindow struct {
+	next  uint64
+	base  uint64
+	words []uint64
+}
+
+func (w *ackWindow) add(idx uint64) {
+	if idx < w.next {
+		return
+	}
+	if len(w.words) == 0 {
+		w.base = w.next &^ 63
+	}
+	i := idx - w.base
+	for uint64(len(w.words)) <= i/64 {
+		w.words = append(w.words, 0)
+	}
+	w.words[i/64] |= 1 << (i % 64)
+	for len(w.words) > 0 {
+		bit := w.next - w.base
+		if w.words[0]&(1<<bit) == 0 {
+			return
+		}
+		w.next++
+		if bit == 63 {
+			w.words, w.base = w.words[1:], w.base+64
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package buildlog
 
 import (
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -130,4 +131,26 @@ func TestCompactionKeepsEveryMapping(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkMapped(t, s, 0, n+50_000, 7)
+}
+
+func TestAckWindowFollowsTheAcknowledgedPrefix(t *testing.T) {
+	const n = 5000
+	w := ackWindow{next: 100}
+	order := rand.New(rand.NewPCG(1, 2)).Perm(n)
+	seen := make([]bool, n)
+	prefix := 0
+	for _, i := range order {
+		w.add(uint64(100 + i))
+		w.add(uint64(99)) // below next: already acknowledged, ignored
+		seen[i] = true
+		for prefix < n && seen[prefix] {
+			prefix++
+		}
+		if w.next != uint64(100+prefix) {
+			t.Fatalf("after acknowledging %d: next %d, want %d", 100+i, w.next, 100+prefix)
+		}
+	}
+	if len(w.words) > 1 {
+		t.Fatalf("window keeps %d words after the prefix caught up", len(w.words))
+	}
 }

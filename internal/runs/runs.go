@@ -16,8 +16,10 @@ package runs
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"math"
+	"slices"
 	"sort"
 
 	bolt "go.etcd.io/bbolt"
@@ -167,11 +169,11 @@ type Record struct {
 // Sort orders records by hash, and records of equal hash by index, so that
 // the earliest entry of a hash comes first.
 func Sort(recs []Record) {
-	sort.Slice(recs, func(i, j int) bool {
-		if c := bytes.Compare(recs[i].Hash[:], recs[j].Hash[:]); c != 0 {
-			return c < 0
+	slices.SortFunc(recs, func(a, b Record) int {
+		if c := cmp.Compare(binary.BigEndian.Uint64(a.Hash[:]), binary.BigEndian.Uint64(b.Hash[:])); c != 0 {
+			return c
 		}
-		return recs[i].Index < recs[j].Index
+		return cmp.Compare(a.Index, b.Index)
 	})
 }
 
