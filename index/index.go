@@ -73,9 +73,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -123,12 +125,26 @@ type Index struct {
 	db *bolt.DB
 
 	mu     sync.RWMutex
-	byName map[string]LogID   // configured builders only
-	logs   map[LogID]*logMeta // every log with a bucket
-	bySeq  map[uint32]LogID
+	byName map[string]LogID // configured builders only
+	// sortedConfigured is byName's logs sorted by name; like byName it is
+	// set by Open and never changed.
+	sortedConfigured []LogID
+	logs             map[LogID]*logMeta // every log with a bucket
+	bySeq            map[uint32]LogID
 
 	hashes hashCache
+
+	// version moves after every write that can change an answer of
+	// Claims, PathsByHash or Compromised (see Version).
+	version atomic.Uint64
 }
+
+// Version is a number that changes after every write that can change what
+// Claims, PathsByHash or Compromised answer: entries indexed, a checkpoint
+// completed, evidence recorded. A reader that reads Version before a lookup
+// may reuse the lookup's answer for as long as Version still returns that
+// number.
+func (x *Index) Version() uint64 { return x.version.Load() }
 
 // logMeta caches what every lookup needs, so reads need not decode notes.
 type logMeta struct {
@@ -187,6 +203,10 @@ func Open(path string, configured ...LogID) (*Index, error) {
 	for _, id := range configured {
 		x.byName[id.Name] = id
 	}
+	for _, id := range x.byName {
+		x.sortedConfigured = append(x.sortedConfigured, id)
+	}
+	sort.Slice(x.sortedConfigured, func(i, j int) bool { return x.sortedConfigured[i].Name < x.sortedConfigured[j].Name })
 	return x, nil
 }
 
@@ -376,6 +396,7 @@ func (x *Index) SetCheckpoint(id LogID, cp *Checkpoint) error {
 		x.mu.Lock()
 		x.logs[id].complete = cp.Size
 		x.mu.Unlock()
+		x.version.Add(1)
 	}
 	return err
 }
@@ -555,6 +576,9 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 		x.logs[id].complete = newComplete
 		x.mu.Unlock()
 	}
+	if err == nil {
+		x.version.Add(1) // new paths for PathsByHash, even below a checkpoint
+	}
 	return nil, err
 }
 
@@ -562,43 +586,17 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 // (kind, subject). It implements verdict.Source; compromised logs are
 // included (the verdict reports them), Compromised tells them apart.
 func (x *Index) Claims(kind claim.Kind, subject string) ([]verdict.Entry, error) {
-	h := subjectHash(kind, subject)
 	var out []verdict.Entry
-	err := x.db.View(func(tx *bolt.Tx) error {
-		logs := tx.Bucket(bucketLogs)
-		for _, id := range x.configured() {
-			lb := logs.Bucket(id.bucketKey())
-			if lb == nil {
-				continue
-			}
-			n, ok := lookupRuns(lb.Bucket(bucketRuns), h)
-			if !ok {
-				continue
-			}
-			e, ok, err := x.entryFor(lb, id, n)
-			if err != nil {
-				return err
-			}
-			if ok && e.Claim.Kind == kind && e.Claim.Subject == subject {
-				out = append(out, e)
-			}
-		}
-		return nil
+	err := x.View(func(v verdict.Source) (err error) {
+		out, err = v.Claims(kind, subject)
+		return err
 	})
 	return out, err
 }
 
-// configured returns the configured logs, sorted by builder name.
-func (x *Index) configured() []LogID {
-	x.mu.RLock()
-	ids := make([]LogID, 0, len(x.byName))
-	for _, id := range x.byName {
-		ids = append(ids, id)
-	}
-	x.mu.RUnlock()
-	sort.Slice(ids, func(i, j int) bool { return ids[i].Name < ids[j].Name })
-	return ids
-}
+// configured returns the configured logs, sorted by builder name. The
+// slice is shared: callers only read it.
+func (x *Index) configured() []LogID { return x.sortedConfigured }
 
 // entryFor reads entry n of log id (bucket lb) as an Entry. ok is false
 // when the entry is not yet covered by the log's complete checkpoint.
@@ -637,28 +635,13 @@ func (x *Index) Compromised(builder string) bool {
 // configured builder's log in its complete checkpoint, computed from the
 // stored hashes. It implements verdict.Source.
 func (x *Index) InclusionProof(builder string, index uint64) (uint64, [][]byte, error) {
-	x.mu.RLock()
-	id, ok := x.byName[builder]
 	var size uint64
-	if m := x.logs[id]; ok && m != nil {
-		size = m.complete
-	}
-	x.mu.RUnlock()
-	if !ok {
-		return 0, nil, fmt.Errorf("index: builder %q is not configured", builder)
-	}
-	if index >= size {
-		return 0, nil, fmt.Errorf("index: builder %s: entry %d is not in its latest complete checkpoint (size %d)", builder, index, size)
-	}
-	p, err := x.ProveRecord(id, size, index)
-	if err != nil {
-		return 0, nil, err
-	}
-	proof := make([][]byte, len(p))
-	for i := range p {
-		proof[i] = p[i][:]
-	}
-	return size, proof, nil
+	var proof [][]byte
+	err := x.View(func(v verdict.Source) (err error) {
+		size, proof, err = v.InclusionProof(builder, index)
+		return err
+	})
+	return size, proof, err
 }
 
 // ProveRecord returns the inclusion proof of entry n in the tree of size t
@@ -666,7 +649,7 @@ func (x *Index) InclusionProof(builder string, index uint64) (uint64, [][]byte, 
 func (x *Index) ProveRecord(id LogID, t, n uint64) (tlog.RecordProof, error) {
 	var p tlog.RecordProof
 	err := x.withHashes(id, t, func(r *storedHashes) (err error) {
-		p, err = r.proveRecord(int64(t), int64(n))
+		p, err = r.proveRecord(make(tlog.RecordProof, 0, bits.Len64(t)), int64(t), int64(n))
 		return err
 	})
 	return p, err

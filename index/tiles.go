@@ -139,11 +139,21 @@ type storedHashes struct {
 	seq    uint32
 	synced uint64 // leaves in the tiles: tells full tiles from partial ones
 
+	tiles *bolt.Cursor // reads b; made on first use
+
 	dataKey, auxKey   [9]byte
 	data, aux         []byte
 	haveData, haveAux bool
 	upperKey          [2]int64
 	upper             *tileNodes
+}
+
+// get reads the value of key in the tiles bucket.
+func (r *storedHashes) get(key []byte) []byte {
+	if r.tiles == nil {
+		r.tiles = r.b.Cursor()
+	}
+	return get(r.tiles, key)
 }
 
 // full reports whether tile (level, n) holds all its 256 hashes.
@@ -172,7 +182,7 @@ func (r *storedHashes) node(level int, n int64) (tlog.Hash, error) {
 	var h tlog.Hash
 	if full {
 		if k := tileKeyArray(tileLevel, tile); !r.haveData || k != r.dataKey {
-			r.dataKey, r.data, r.haveData = k, r.b.Get(k[:]), true
+			r.dataKey, r.data, r.haveData = k, r.get(k[:]), true
 		}
 		if len(r.data) == fullTileHashes*tlog.HashSize {
 			copy(h[:], r.data[tileNodeIndex(height, pos)*tlog.HashSize:])
@@ -180,7 +190,7 @@ func (r *storedHashes) node(level int, n int64) (tlog.Hash, error) {
 		}
 		if height > 0 { // an earlier layout: the inner nodes in an aux
 			if k := tileKeyArray(tileLevel|0x80, tile); !r.haveAux || k != r.auxKey {
-				r.auxKey, r.aux, r.haveAux = k, r.b.Get(k[:]), true
+				r.auxKey, r.aux, r.haveAux = k, r.get(k[:]), true
 			}
 			if j, ok := auxPosition(len(r.aux)/tlog.HashSize, height, pos); ok {
 				copy(h[:], r.aux[j*tlog.HashSize:])
@@ -200,7 +210,7 @@ func (r *storedHashes) node(level int, n int64) (tlog.Hash, error) {
 		}
 	}
 	if k := tileKeyArray(tileLevel, tile); !r.haveData || k != r.dataKey {
-		r.dataKey, r.data, r.haveData = k, r.b.Get(k[:]), true
+		r.dataKey, r.data, r.haveData = k, r.get(k[:]), true
 	}
 	first, count := pos<<height, 1<<height
 	if len(r.data) < (first+count)*tlog.HashSize {
@@ -273,14 +283,15 @@ func (r *storedHashes) rangeHash(lo, hi int64) (tlog.Hash, error) {
 
 // proveRecord returns the RFC 6962 inclusion proof of leaf n in the tree of
 // the first t leaves, as tlog.ProveRecord does (and tlog.CheckRecord
-// checks), reading each node of the path directly.
-func (r *storedHashes) proveRecord(t, n int64) (tlog.RecordProof, error) {
+// checks), reading each node of the path directly. The proof is appended
+// to dst[:0].
+func (r *storedHashes) proveRecord(dst tlog.RecordProof, t, n int64) (tlog.RecordProof, error) {
 	if t < 1 || n < 0 || n >= t || uint64(t) > r.synced {
 		return nil, fmt.Errorf("index: no inclusion proof of entry %d in a tree of %d (%d entries indexed)", n, t, r.synced)
 	}
 	// The path from the root down, each step keeping the half holding n;
 	// the proof lists the other halves from the leaf up.
-	proof := make(tlog.RecordProof, 0, bits.Len64(uint64(t)))
+	proof := dst[:0]
 	for lo, hi := int64(0), t; hi-lo > 1; {
 		k := int64(1) << (bits.Len64(uint64(hi-lo-1)) - 1)
 		var sibling tlog.Hash
@@ -400,7 +411,7 @@ func (r *storedHashes) upperTile(level int, n int64) (*tileNodes, error) {
 		return t, nil
 	}
 	tk := tileKeyArray(level, n)
-	data := r.b.Get(tk[:])
+	data := r.get(tk[:])
 	t := new(tileNodes)
 	switch len(data) {
 	case fullTileHashes * tlog.HashSize:
@@ -412,7 +423,7 @@ func (r *storedHashes) upperTile(level int, n int64) (*tileNodes, error) {
 			copy(t[i][:], data[i*tlog.HashSize:])
 		}
 		ak := tileKeyArray(level|0x80, n)
-		if aux := r.b.Get(ak[:]); len(aux) == auxHashes*tlog.HashSize {
+		if aux := r.get(ak[:]); len(aux) == auxHashes*tlog.HashSize {
 			for i := 0; i < auxHashes; i++ {
 				copy(t[tileWidth+i][:], aux[i*tlog.HashSize:])
 			}

@@ -3,7 +3,9 @@ package verdict
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"sync/atomic"
 
 	"github.com/vouch-dev/vouch/config"
 	"github.com/vouch-dev/vouch/keys"
@@ -22,12 +24,16 @@ type Member struct {
 // Policy is the quorum rule of a node and the builders it applies to. The
 // package doc specifies how it decides. A Policy may be built by NewPolicy
 // or written as a literal; either way it is only read, so one Policy may be
-// shared by any number of goroutines.
+// shared by any number of goroutines. (Members may be changed between
+// verdicts, not during one: the resolved roster is cached and rebuilt when
+// Members no longer equal the list it was built from.)
 type Policy struct {
 	Members      []Member
 	Min          int    // agreeing weight needed
 	MinOperators int    // distinct operators needed among the agreeing builders
 	OnConflict   string // config.OnConflictMajority, or anything else for refuse
+
+	resolved atomic.Pointer[roster] // the last resolve(), with the members it was built from
 }
 
 // NewPolicy builds the policy a config describes. The config is validated
@@ -73,13 +79,29 @@ type roster struct {
 	byName   map[string]int // member name (own or alias) → index in builders
 	total    int            // T: the configured weight
 	mixed    bool           // some builder's weight is not 1: talk of votes, not builders
+	members  []Member       // a copy of the Policy's Members it was built from
 }
 
-// resolve applies rules 1 and 2 of the package doc. It sorts a copy of the
-// members, so its result is independent of their order.
+// resolve applies rules 1 and 2 of the package doc. Every verdict needs the
+// roster, and building it (a sort, two maps) would cost more than the rule
+// itself, so the last one is kept and reused while Members still equal the
+// copy it was built from: comparing a few members costs nanoseconds, and a
+// policy changed in place is never decided with a stale roster. Concurrent
+// callers may each build one; any of them is correct.
 func (p *Policy) resolve() *roster {
-	ms := make([]Member, 0, len(p.Members))
-	for _, m := range p.Members {
+	if r := p.resolved.Load(); r != nil && slices.Equal(r.members, p.Members) {
+		return r
+	}
+	r := buildRoster(p.Members)
+	p.resolved.Store(r)
+	return r
+}
+
+// buildRoster resolves members to distinct builders. It sorts a copy of
+// the members, so its result is independent of their order.
+func buildRoster(members []Member) *roster {
+	ms := make([]Member, 0, len(members))
+	for _, m := range members {
 		if m.Weight < 1 || m.Name == "" {
 			continue
 		}
@@ -102,7 +124,7 @@ func (p *Policy) resolve() *roster {
 		}
 		return ms[i].Weight > ms[j].Weight
 	})
-	r := &roster{byName: make(map[string]int, len(ms))}
+	r := &roster{byName: make(map[string]int, len(ms)), members: slices.Clone(members)}
 	byKey := make(map[string]int, len(ms))
 	for _, m := range ms {
 		if _, dup := r.byName[m.Name]; dup {

@@ -1,9 +1,11 @@
 package verdict
 
 import (
+	"bytes"
+	"cmp"
 	"fmt"
-	"sort"
-	"strings"
+	"slices"
+	"strconv"
 
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/config"
@@ -11,20 +13,40 @@ import (
 
 // Decide reads the claims for (kind, subject) from src, applies the policy
 // (DecideEntries) and attaches an inclusion proof to every vote. Entries the
-// Source returns for another kind or subject are ignored. On error the
+// Source returns for another kind or subject are ignored. When src is a
+// Viewer, the claims and proofs are read from one View. On error the
 // returned Verdict is Insufficient, so a caller that ignores the error still
 // never trusts anything.
 func (p *Policy) Decide(src Source, kind claim.Kind, subject string) (Verdict, error) {
-	fail := func(err error) (Verdict, error) {
-		return Verdict{
-			Kind: kind, Subject: subject, Outcome: Insufficient,
-			Reason: "no verdict: " + err.Error(),
-			Agreed: []Vote{}, Disagreed: []Vote{}, Silent: []string{}, Compromised: []string{},
-		}, err
+	viewer, ok := src.(Viewer)
+	if !ok {
+		return p.decide(src, kind, subject)
 	}
+	var v Verdict
+	var decideErr error
+	err := viewer.View(func(snap Source) error {
+		v, decideErr = p.decide(snap, kind, subject)
+		return nil
+	})
+	if err != nil {
+		return failed(kind, subject, fmt.Errorf("verdict %s %s: reading the index: %w", kind, subject, err))
+	}
+	return v, decideErr
+}
+
+// failed is the verdict of a decision that could not be made: Insufficient.
+func failed(kind claim.Kind, subject string, err error) (Verdict, error) {
+	return Verdict{
+		Kind: kind, Subject: subject, Outcome: Insufficient,
+		Reason: "no verdict: " + err.Error(),
+		Agreed: []Vote{}, Disagreed: []Vote{}, Silent: []string{}, Compromised: []string{},
+	}, err
+}
+
+func (p *Policy) decide(src Source, kind claim.Kind, subject string) (Verdict, error) {
 	entries, err := src.Claims(kind, subject)
 	if err != nil {
-		return fail(fmt.Errorf("verdict %s %s: reading the index: %w", kind, subject, err))
+		return failed(kind, subject, fmt.Errorf("verdict %s %s: reading the index: %w", kind, subject, err))
 	}
 	for i, e := range entries {
 		if e.Claim == nil || e.Claim.Kind != kind || e.Claim.Subject != subject {
@@ -47,7 +69,7 @@ func (p *Policy) Decide(src Source, kind claim.Kind, subject string) (Verdict, e
 			vote := &votes[i]
 			size, proof, err := src.InclusionProof(vote.log(), vote.Index)
 			if err != nil {
-				return fail(fmt.Errorf("verdict %s %s: inclusion proof of %s entry %d: %w", kind, subject, vote.log(), vote.Index, err))
+				return failed(kind, subject, fmt.Errorf("verdict %s %s: inclusion proof of %s entry %d: %w", kind, subject, vote.log(), vote.Index, err))
 			}
 			vote.TreeSize, vote.Proof = size, proof
 		}
@@ -65,10 +87,17 @@ func (v *Vote) log() string {
 
 // cast is one builder's claim of one output.
 type cast struct {
-	group  string // kind, subject and output: claims agree when these are equal
+	group  span   // kind, subject and output: claims agree when these are equal
 	output string // claim.Output() of the entry
 	entry  Entry
 }
+
+// span is a string kept in a decision's shared key buffer, [start, end):
+// one buffer holds every entry's group key, so comparing the keys of a
+// verdict's entries costs no allocation per entry.
+type span struct{ start, end int }
+
+func (s span) in(buf []byte) []byte { return buf[s.start:s.end] }
 
 // better reports whether a is preferred to b as the entry standing for one
 // builder's claim of one output: its own log before an alias, then the lowest
@@ -83,20 +112,35 @@ func (a cast) better(b cast, own string) bool {
 	return a.entry.Builder < b.entry.Builder
 }
 
+// ballot is what one counted builder contributes: nothing, one cast, or
+// (when it claimed two outputs) an equivocation.
+type ballot struct {
+	cast
+	cast2 bool // the builder claimed a second, different output
+	has   bool
+	votesFor int // index in groups of the output it votes for, or -1
+}
+
 // outputGroup is every counted vote for one output.
 type outputGroup struct {
-	key       string
+	key       span
 	output    string
 	claim     *claim.Claim // the claim of the first voter by name
 	weight    int
 	operators int
-	votes     []Vote
+	voters    int
+	rank      int // position after sorting: 0 is the leading output
 }
 
 // DecideEntries applies the policy to the claims of one subject, as the
 // package doc specifies. It is pure: no I/O, and the same entries in any
 // order give the same Verdict. compromised may be nil. Votes carry no
 // inclusion proofs (Decide adds them).
+//
+// A verdict is made for every path a substituter serves, so the work is
+// kept to a few allocations: one key buffer and one ballot per builder,
+// groups found by comparing keys (there are rarely more than two outputs),
+// and all votes in one slice, leading output first.
 func (p *Policy) DecideEntries(entries []Entry, compromised func(builder string) bool) Verdict {
 	r := p.resolve()
 	isCompromised := func(b *builder) bool {
@@ -115,7 +159,8 @@ func (p *Policy) DecideEntries(entries []Entry, compromised func(builder string)
 	}
 
 	// Rules 2 and 4: attribute each entry to its builder, one cast per output.
-	casts := make([][]cast, len(r.builders))
+	ballots := make([]ballot, len(r.builders))
+	var keys []byte
 	for _, e := range entries {
 		if e.Claim == nil {
 			continue
@@ -125,83 +170,127 @@ func (p *Policy) DecideEntries(entries []Entry, compromised func(builder string)
 			continue
 		}
 		out := e.Claim.Output()
-		c := cast{group: string(e.Claim.Kind) + " " + e.Claim.Subject + "\n" + out, output: out, entry: e}
-		merged := false
-		for j := range casts[i] {
-			if casts[i][j].group == c.group {
-				if c.better(casts[i][j], r.builders[i].Name) {
-					casts[i][j] = c
-				}
-				merged = true
-				break
-			}
+		if keys == nil {
+			keys = make([]byte, 0, len(entries)*(len(e.Claim.Kind)+len(e.Claim.Subject)+len(out)+2))
 		}
-		if !merged {
-			casts[i] = append(casts[i], c)
+		start := len(keys)
+		keys = append(keys, e.Claim.Kind...)
+		keys = append(keys, ' ')
+		keys = append(keys, e.Claim.Subject...)
+		keys = append(keys, '\n')
+		keys = append(keys, out...)
+		c := cast{group: span{start, len(keys)}, output: out, entry: e}
+		b := &ballots[i]
+		switch {
+		case !b.has:
+			b.cast, b.has = c, true
+		case string(b.group.in(keys)) == string(c.group.in(keys)):
+			if c.better(b.cast, r.builders[i].Name) {
+				b.cast = c
+			}
+		default:
+			b.cast2 = true
 		}
 	}
 
 	v := Verdict{Agreed: []Vote{}, Disagreed: []Vote{}, Silent: []string{}, Compromised: []string{}}
 	var equivocated []string
-	var groups []*outputGroup
-	byGroup := map[string]*outputGroup{}
+	var groups []outputGroup
 	// Builders are sorted by name, so every list below is built in name order.
 	for i := range r.builders {
-		b := &r.builders[i]
+		b, bal := &r.builders[i], &ballots[i]
+		bal.votesFor = -1
 		switch {
 		case isCompromised(b): // rule 3
 			v.Compromised = append(v.Compromised, b.Name)
 			continue
-		case len(casts[i]) > 1: // rule 3: two outputs from one log
+		case bal.cast2: // rule 3: two outputs from one log
 			v.Compromised = append(v.Compromised, b.Name)
 			equivocated = append(equivocated, b.Name)
 			continue
-		case len(casts[i]) == 0:
+		case !bal.has:
 			v.Silent = append(v.Silent, b.Name)
 			continue
 		}
-		c := casts[i][0]
-		g := byGroup[c.group]
-		if g == nil {
-			g = &outputGroup{key: c.group, output: c.output, claim: c.entry.Claim}
-			byGroup[c.group] = g
-			groups = append(groups, g)
+		g := -1
+		for j := range groups {
+			if string(groups[j].key.in(keys)) == string(bal.group.in(keys)) {
+				g = j
+				break
+			}
 		}
-		vote := Vote{Builder: b.Name, Operator: b.Operator, Weight: b.Weight, Output: g.output, Index: c.entry.Index}
-		if c.entry.Builder != b.Name {
-			vote.Log = c.entry.Builder
+		if g < 0 {
+			if groups == nil {
+				groups = make([]outputGroup, 0, 2)
+			}
+			g = len(groups)
+			groups = append(groups, outputGroup{key: bal.group, output: bal.output, claim: bal.entry.Claim})
 		}
+		bal.votesFor = g
 		newOperator := true
-		for _, earlier := range g.votes {
-			newOperator = newOperator && earlier.Operator != b.Operator
+		for j := range i {
+			if ballots[j].votesFor == g && r.builders[j].Operator == b.Operator {
+				newOperator = false
+				break
+			}
 		}
 		if newOperator {
-			g.operators++
+			groups[g].operators++
 		}
-		g.votes = append(g.votes, vote)
-		g.weight += b.Weight
+		groups[g].weight += b.Weight
+		groups[g].voters++
 	}
-	sort.SliceStable(groups, func(i, j int) bool {
-		if groups[i].weight != groups[j].weight {
-			return groups[i].weight > groups[j].weight
-		}
-		return groups[i].key < groups[j].key
-	})
 
 	minWeight, minOps := max(p.Min, 1), max(p.MinOperators, 1)
 	if len(groups) == 0 {
 		v.Outcome = Insufficient
-		v.Reason = fmt.Sprintf("no configured builder has a counted claim for this subject (0 of %d %s, need %d)", r.total, r.unit(), minWeight)
-		v.Reason += r.tail(v.Silent, v.Compromised, equivocated)
+		w := reasonWriter(make([]byte, 0, 160))
+		w.str("no configured builder has a counted claim for this subject (0 of ").int(r.total).str(" ").str(r.unit()).str(", need ").int(minWeight).str(")")
+		w.tail(v.Silent, v.Compromised, equivocated)
+		v.Reason = string(w)
 		return v
 	}
 
-	lead := groups[0]
-	v.Kind, v.Subject = lead.claim.Kind, lead.claim.Subject
-	v.Agreed = lead.votes
-	for _, g := range groups[1:] {
-		v.Disagreed = append(v.Disagreed, g.votes...)
+	// Greatest weight first, equal weights by the smaller key. Keys differ
+	// between groups, so the order is total.
+	order := make([]*outputGroup, len(groups))
+	for j := range groups {
+		order[j] = &groups[j]
 	}
+	slices.SortFunc(order, func(a, b *outputGroup) int {
+		if a.weight != b.weight {
+			return cmp.Compare(b.weight, a.weight)
+		}
+		return bytes.Compare(a.key.in(keys), b.key.in(keys))
+	})
+	// All votes in one slice, group by group in that order; each group's
+	// votes in builder name order.
+	start := make([]int, len(groups))
+	n := 0
+	for rank, g := range order {
+		g.rank = rank
+		start[rank] = n
+		n += g.voters
+	}
+	votes := make([]Vote, n)
+	for i := range r.builders {
+		bal := &ballots[i]
+		if bal.votesFor < 0 {
+			continue
+		}
+		b, g := &r.builders[i], &groups[bal.votesFor]
+		vote := &votes[start[g.rank]]
+		start[g.rank]++
+		*vote = Vote{Builder: b.Name, Operator: b.Operator, Weight: b.Weight, Output: g.output, Index: bal.entry.Index}
+		if bal.entry.Builder != b.Name {
+			vote.Log = bal.entry.Builder
+		}
+	}
+
+	lead := order[0]
+	v.Kind, v.Subject = lead.claim.Kind, lead.claim.Subject
+	v.Agreed = votes[:lead.voters:lead.voters]
+	v.Disagreed = votes[lead.voters:]
 	majority := p.OnConflict == config.OnConflictMajority
 	strictMajority := 2*lead.weight > r.total
 	enough := lead.weight >= minWeight && lead.operators >= minOps
@@ -218,26 +307,25 @@ func (p *Policy) DecideEntries(entries []Entry, compromised func(builder string)
 	}
 
 	// The reason names every number the rule compared.
-	var why strings.Builder
+	w := reasonWriter(make([]byte, 0, 256))
 	if lead.weight < minWeight {
-		why.WriteString("only ")
+		w.str("only ")
 	}
-	fmt.Fprintf(&why, "%s (need %d), from %d operator%s (need %d)",
-		r.agreeing(lead), minWeight, lead.operators, plural(lead.operators), minOps)
+	w.agreeing(r, lead).str(" (need ").int(minWeight).str("), from ").int(lead.operators).str(" operator").str(plural(lead.operators)).str(" (need ").int(minOps).str(")")
 	if !alone {
 		n := len(v.Disagreed)
-		fmt.Fprintf(&why, "; %d disagree%s with %d other output%s", n, pluralVerb(n), len(groups)-1, plural(len(groups)-1))
+		w.str("; ").int(n).str(" disagree").str(pluralVerb(n)).str(" with ").int(len(groups) - 1).str(" other output").str(plural(len(groups) - 1))
 		switch {
 		case !majority:
-			why.WriteString(", and the policy refuses conflicts")
+			w.str(", and the policy refuses conflicts")
 		case strictMajority:
-			fmt.Fprintf(&why, ", but the leading output holds a strict majority (%d of %d votes)", lead.weight, r.total)
+			w.str(", but the leading output holds a strict majority (").int(lead.weight).str(" of ").int(r.total).str(" votes)")
 		default:
-			fmt.Fprintf(&why, ", and the leading output holds %d of %d votes, not a strict majority", lead.weight, r.total)
+			w.str(", and the leading output holds ").int(lead.weight).str(" of ").int(r.total).str(" votes, not a strict majority")
 		}
 	}
-	why.WriteString(r.tail(v.Silent, v.Compromised, equivocated))
-	v.Reason = why.String()
+	w.tail(v.Silent, v.Compromised, equivocated)
+	v.Reason = string(w)
 	return v
 }
 
@@ -249,30 +337,48 @@ func (r *roster) unit() string {
 	return "builders"
 }
 
+// reasonWriter builds a verdict's reason. It does what fmt would, without
+// fmt's cost, which would be a good part of a verdict's.
+type reasonWriter []byte
+
+func (w *reasonWriter) str(s string) *reasonWriter {
+	*w = append(*w, s...)
+	return w
+}
+
+func (w *reasonWriter) int(n int) *reasonWriter {
+	*w = strconv.AppendInt(*w, int64(n), 10)
+	return w
+}
+
 // agreeing describes the leading output's support, e.g. "2 of 4 builders
 // agree".
-func (r *roster) agreeing(g *outputGroup) string {
+func (w *reasonWriter) agreeing(r *roster, g *outputGroup) *reasonWriter {
 	if r.mixed {
-		n := len(g.votes)
-		return fmt.Sprintf("%d builder%s carrying %d of %d votes agree%s", n, plural(n), g.weight, r.total, pluralVerb(n))
+		n := g.voters
+		return w.int(n).str(" builder").str(plural(n)).str(" carrying ").int(g.weight).str(" of ").int(r.total).str(" votes agree").str(pluralVerb(n))
 	}
-	return fmt.Sprintf("%d of %d builders agree", g.weight, r.total)
+	return w.int(g.weight).str(" of ").int(r.total).str(" builders agree")
 }
 
 // tail lists the builders that did not vote.
-func (r *roster) tail(silent, compromised, equivocated []string) string {
-	var s strings.Builder
+func (w *reasonWriter) tail(silent, compromised, equivocated []string) {
 	if len(silent) > 0 {
-		fmt.Fprintf(&s, "; %d silent", len(silent))
+		w.str("; ").int(len(silent)).str(" silent")
 	}
 	if n := len(compromised) - len(equivocated); n > 0 {
-		fmt.Fprintf(&s, "; %d compromised", n)
+		w.str("; ").int(n).str(" compromised")
 	}
 	if len(equivocated) > 0 {
-		fmt.Fprintf(&s, "; %d logged two outputs for this subject (%s) and count%s for nothing",
-			len(equivocated), strings.Join(equivocated, ", "), pluralVerb(len(equivocated)))
+		w.str("; ").int(len(equivocated)).str(" logged two outputs for this subject (")
+		for i, name := range equivocated {
+			if i > 0 {
+				w.str(", ")
+			}
+			w.str(name)
+		}
+		w.str(") and count").str(pluralVerb(len(equivocated))).str(" for nothing")
 	}
-	return s.String()
 }
 
 func plural(n int) string {

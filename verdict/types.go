@@ -68,3 +68,16 @@ type Source interface {
 	// index in the builder's latest verified checkpoint, of size treeSize.
 	InclusionProof(builder string, index uint64) (treeSize uint64, proof [][]byte, err error)
 }
+
+// A Viewer is a Source that can hold one consistent snapshot of itself
+// for a series of reads. Decide reads a verdict's claims and their
+// inclusion proofs through one View when its Source is a Viewer, so they
+// come from one state of the index (a checkpoint that advances between the
+// lookup and the proofs cannot mix two tree sizes into one verdict), and the
+// index opens its snapshot once instead of once per read.
+type Viewer interface {
+	Source
+	// View calls fn with a Source reading one snapshot, valid only until
+	// fn returns, and returns fn's error.
+	View(fn func(Source) error) error
+}

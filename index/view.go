@@ -1,0 +1,173 @@
+package index
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/verdict"
+)
+
+// A view is one read transaction of the index seen as a verdict.Source:
+// a verdict's claim lookups and inclusion proofs read one snapshot, and
+// each log's buckets are opened once for all of them rather than once per
+// read (a read transaction and the walk down to a log's buckets cost more
+// than the lookup itself).
+//
+// The logs' metadata (complete size, compromised) is copied before the
+// transaction begins. The index records a new complete size only after
+// the transaction that indexed its entries committed, so every entry below
+// the copied size is in the snapshot: claims and proofs agree on one tree
+// size per log.
+type view struct {
+	tx    *bolt.Tx
+	logsB *bolt.Bucket // logs/, opened on first use
+	logs  []viewLog    // the configured logs, sorted by builder name
+	proof tlog.RecordProof
+}
+
+type viewLog struct {
+	id          LogID
+	seq         uint32
+	complete    uint64 // the view returns and proves entries below it only
+	compromised bool
+
+	opened bool         // b, claims and hashes are set up
+	b      *bolt.Bucket // nil when the log has no bucket yet
+	claims *bolt.Cursor
+	hashes storedHashes
+}
+
+// views keeps views between verdicts: a view's logs are the larger part of
+// what a verdict would otherwise allocate.
+var views = sync.Pool{New: func() any { return new(view) }}
+
+// View calls fn with a verdict.Source reading one snapshot of the index,
+// valid until fn returns. It implements verdict.Viewer.
+func (x *Index) View(fn func(verdict.Source) error) error {
+	v := views.Get().(*view)
+	x.mu.RLock()
+	v.logs = slices.Grow(v.logs[:0], len(x.sortedConfigured))[:len(x.sortedConfigured)]
+	for i, id := range x.sortedConfigured {
+		l := &v.logs[i]
+		*l = viewLog{id: id}
+		if m := x.logs[id]; m != nil {
+			l.seq, l.complete, l.compromised = m.seq, m.complete, m.compromised
+		}
+		l.hashes.cache = &x.hashes
+	}
+	x.mu.RUnlock()
+	err := x.db.View(func(tx *bolt.Tx) error {
+		v.tx = tx
+		return fn(v)
+	})
+	// Nothing of the transaction may outlive it.
+	clear(v.logs)
+	v.tx, v.logsB = nil, nil
+	views.Put(v)
+	return err
+}
+
+// log returns the configured log of builder, its buckets opened, or nil.
+func (v *view) log(builder string) *viewLog {
+	i, ok := slices.BinarySearchFunc(v.logs, builder, func(l viewLog, name string) int {
+		return strings.Compare(l.id.Name, name)
+	})
+	if !ok {
+		return nil
+	}
+	l := &v.logs[i]
+	if !l.opened {
+		l.opened = true
+		if v.logsB == nil {
+			v.logsB = v.tx.Bucket(bucketLogs)
+		}
+		l.b = v.logsB.Bucket(l.id.bucketKey())
+		if l.b != nil {
+			l.claims = l.b.Bucket(bucketClaims).Cursor()
+			l.hashes.b = l.b.Bucket(bucketTiles)
+			l.hashes.seq, l.hashes.synced = l.seq, l.complete
+		}
+	}
+	return l
+}
+
+// Claims implements verdict.Source (see Index.Claims).
+func (v *view) Claims(kind claim.Kind, subject string) ([]verdict.Entry, error) {
+	h := subjectHash(kind, subject)
+	var out []verdict.Entry
+	for i := range v.logs {
+		l := v.log(v.logs[i].id.Name)
+		if l.b == nil {
+			continue
+		}
+		n, ok := lookupRuns(l.b.Bucket(bucketRuns), h)
+		if !ok || n >= l.complete {
+			continue
+		}
+		raw := get(l.claims, u64(n))
+		c, err := claim.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("index: log %s: stored entry %d: %w", l.id, n, err)
+		}
+		if c.Kind == kind && c.Subject == subject {
+			if out == nil {
+				out = make([]verdict.Entry, 0, len(v.logs))
+			}
+			out = append(out, verdict.Entry{Builder: l.id.Name, Claim: c, Index: n})
+		}
+	}
+	return out, nil
+}
+
+// Compromised implements verdict.Source (see Index.Compromised).
+func (v *view) Compromised(builder string) bool {
+	l := v.log(builder)
+	return l != nil && l.compromised
+}
+
+// InclusionProof implements verdict.Source (see Index.InclusionProof).
+func (v *view) InclusionProof(builder string, index uint64) (uint64, [][]byte, error) {
+	l := v.log(builder)
+	if l == nil {
+		return 0, nil, fmt.Errorf("index: builder %q is not configured", builder)
+	}
+	size := l.complete
+	if index >= size {
+		return 0, nil, fmt.Errorf("index: builder %s: entry %d is not in its latest complete checkpoint (size %d)", builder, index, size)
+	}
+	if l.b == nil {
+		return 0, nil, fmt.Errorf("log %s is not in the index", l.id)
+	}
+	p, err := l.hashes.proveRecord(v.proof, int64(size), int64(index))
+	if err != nil {
+		return 0, nil, err
+	}
+	v.proof = p
+	// The caller keeps the proof: copy it out of the scratch space, one
+	// allocation for the hashes and one for the slices.
+	data := make([]byte, len(p)*tlog.HashSize)
+	proof := make([][]byte, len(p))
+	for i := range p {
+		proof[i] = data[i*tlog.HashSize : (i+1)*tlog.HashSize : (i+1)*tlog.HashSize]
+		copy(proof[i], p[i][:])
+	}
+	return size, proof, nil
+}
+
+// get is Bucket.Get through a cursor that is kept: a cursor remembers its
+// path down the tree in a slice it reuses, where each Bucket.Get allocates
+// a new one.
+func get(c *bolt.Cursor, key []byte) []byte {
+	k, v := c.Seek(key)
+	if !bytes.Equal(k, key) {
+		return nil
+	}
+	return v
+}
