@@ -3,8 +3,12 @@
 # statically, on this machine, in the same run:
 #   - narinfo requests/s on 1 and 64 connections (vouch checks the verdict
 #     and signs on every request; nginx sends a file), with p99 latency;
-#   - NAR MiB/s on 1 and 16 connections (vouch fetches the NAR from nginx
-#     as its upstream and verifies hash and size while relaying it).
+#   - NAR MiB/s on 1 and 16 connections, twice: relayed (vouch fetches the
+#     NAR from nginx as its upstream and verifies hash and size while
+#     relaying it), and from vouch's NAR cache (verified once when stored,
+#     then sent from disk).
+# vouch decides every narinfo from a real follower index (three logs of
+# 100,001 claims, 2-of-3 policy); see bench/substituter/main.go.
 # nginx runs on 127.0.0.1 with a config in a temporary directory.
 # Prints a markdown table.
 #
@@ -30,6 +34,8 @@ done
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 nginx_port=$(free_port)
 vouch_port=$(free_port)
+cached_port=$(free_port)
+static_port=$(free_port)
 
 go build -o "$work/subbench" "$here/substituter"
 read -r narinfo_path nginx_nar vouch_nar < <("$work/subbench" make "$work/cache" "$nar_mib")
@@ -62,14 +68,22 @@ CONF
 chmod 755 "$work"
 chmod -R a+rX "$work/cache"
 nginx -c "$work/nginx.conf" -p "$work/nginx"
-"$work/subbench" serve "$work/cache" "127.0.0.1:$vouch_port" "http://127.0.0.1:$nginx_port" &
+"$work/subbench" serve "$work/cache" "127.0.0.1:$vouch_port" "http://127.0.0.1:$nginx_port" 2>/dev/null &
 pids+=($!)
-for _ in $(seq 50); do
-	curl -fs "http://127.0.0.1:$vouch_port$narinfo_path" >/dev/null && break
-	sleep 0.1
+"$work/subbench" static "$work/cache$narinfo_path" "127.0.0.1:$static_port" &
+pids+=($!)
+"$work/subbench" serve "$work/cache" "127.0.0.1:$cached_port" "http://127.0.0.1:$nginx_port" "$work/nar-cache" 2>/dev/null &
+pids+=($!)
+for port in $vouch_port $cached_port; do
+	for _ in $(seq 600); do
+		curl -fs "http://127.0.0.1:$port$narinfo_path" >/dev/null && break
+		sleep 0.1
+	done
 done
+# The first request through the caching node relays and stores the NAR.
 for url in "http://127.0.0.1:$nginx_port$narinfo_path" "http://127.0.0.1:$nginx_port$nginx_nar" \
-	"http://127.0.0.1:$vouch_port$narinfo_path" "http://127.0.0.1:$vouch_port$vouch_nar"; do
+	"http://127.0.0.1:$vouch_port$narinfo_path" "http://127.0.0.1:$vouch_port$vouch_nar" \
+	"http://127.0.0.1:$cached_port$vouch_nar"; do
 	curl -fs -o /dev/null "$url" || { echo "GET $url failed; nothing to compare" >&2; exit 1; }
 done
 
@@ -87,18 +101,26 @@ wrk_run() {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
-echo "| measurement | nginx static | vouch (verified) | ratio |"
-echo "|---|---:|---:|---:|"
+echo "| measurement | nginx static | vouch (verified) | ratio | Go net/http, constant bytes (ceiling) |"
+echo "|---|---:|---:|---:|---:|"
 for c in 1 64; do
 	read -r n_rps _ n_p99 < <(wrk_run "$c" "http://127.0.0.1:$nginx_port$narinfo_path")
 	read -r v_rps _ v_p99 < <(wrk_run "$c" "http://127.0.0.1:$vouch_port$narinfo_path")
-	echo "| narinfo req/s, $c conn | $n_rps | $v_rps | $(ratio "$v_rps" "$n_rps") |"
-	echo "| narinfo p99 ms, $c conn | $n_p99 | $v_p99 | $(ratio "$v_p99" "$n_p99") |"
+	read -r g_rps _ g_p99 < <(wrk_run "$c" "http://127.0.0.1:$static_port$narinfo_path")
+	echo "| narinfo req/s, $c conn | $n_rps | $v_rps | $(ratio "$v_rps" "$n_rps") | $g_rps ($(ratio "$g_rps" "$n_rps")) |"
+	echo "| narinfo p99 ms, $c conn | $n_p99 | $v_p99 | $(ratio "$v_p99" "$n_p99") | $g_p99 |"
 done
+for _ in $(seq 100); do
+	[ -n "$(ls "$work/nar-cache"/*.nar 2>/dev/null)" ] && break
+	sleep 0.1
+done
+[ -n "$(ls "$work/nar-cache"/*.nar 2>/dev/null)" ] || { echo "the caching node did not store the NAR" >&2; exit 1; }
 for c in 1 16; do
 	read -r _ n_mib _ < <(wrk_run "$c" "http://127.0.0.1:$nginx_port$nginx_nar")
 	read -r _ v_mib _ < <(wrk_run "$c" "http://127.0.0.1:$vouch_port$vouch_nar")
-	echo "| NAR MiB/s ($nar_mib MiB), $c conn | $n_mib | $v_mib | $(ratio "$v_mib" "$n_mib") |"
+	read -r _ h_mib _ < <(wrk_run "$c" "http://127.0.0.1:$cached_port$vouch_nar")
+	echo "| NAR MiB/s ($nar_mib MiB), $c conn, relayed and verified | $n_mib | $v_mib | $(ratio "$v_mib" "$n_mib") | |"
+	echo "| NAR MiB/s ($nar_mib MiB), $c conn, from the NAR cache | $n_mib | $h_mib | $(ratio "$h_mib" "$n_mib") | |"
 done
 echo
 echo "$(nproc) CPUs, $(go env GOVERSION), $(nginx -v 2>&1 | sed 's/.*: //'), ${secs}s per run; wrk and both servers share the machine."

@@ -132,6 +132,7 @@ func (x *Index) AddEvidence(id LogID, e *Evidence) error {
 	x.mu.Lock()
 	x.logs[id].compromised = true
 	x.mu.Unlock()
+	x.version.Add(1)
 	return nil
 }
 

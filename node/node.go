@@ -223,7 +223,7 @@ func (n *Node) startSubstituter() error {
 		return err
 	}
 	opts := substituter.Options{
-		Decider:   quorumDecider{idx: n.index, policy: n.policy},
+		Decider:   QuorumDecider{Index: n.index, Policy: n.policy},
 		Key:       key,
 		Upstreams: n.cfg.Upstreams,
 		Logger:    n.logger.With("role", "substituter"),
@@ -263,27 +263,32 @@ func (n *Node) root() http.Handler {
 	})
 }
 
-// quorumDecider answers the substituter from the follower index under the
+// QuorumDecider answers the substituter from the follower index under the
 // node's policy. It decides from the claims alone (DecideEntries): a narinfo
 // needs the verdict, not the inclusion proofs that `vouch verdict` shows.
-type quorumDecider struct {
-	idx    *index.Index
-	policy *verdict.Policy
+type QuorumDecider struct {
+	Index  *index.Index
+	Policy *verdict.Policy
 }
 
-func (d quorumDecider) Decide(kind claim.Kind, subject string) (verdict.Verdict, error) {
-	entries, err := d.idx.Claims(kind, subject)
+func (d QuorumDecider) Decide(kind claim.Kind, subject string) (verdict.Verdict, error) {
+	entries, err := d.Index.Claims(kind, subject)
 	if err != nil {
 		return verdict.Verdict{}, err
 	}
-	return d.policy.DecideEntries(entries, d.idx.Compromised), nil
+	return d.Policy.DecideEntries(entries, d.Index.Compromised), nil
 }
+
+// Version moves whenever the index's answers may have changed; the policy
+// is fixed for the node's lifetime. It makes QuorumDecider a
+// substituter.VersionedDecider.
+func (d QuorumDecider) Version() uint64 { return d.Index.Version() }
 
 // PathByHash picks, among the store paths claimed with this hash part, the
 // one the quorum trusts (normally the only one; a hostile log may claim the
 // hash part under other names).
-func (d quorumDecider) PathByHash(hashPart string) (string, bool) {
-	paths, err := d.idx.PathsByHash(hashPart)
+func (d QuorumDecider) PathByHash(hashPart string) (string, bool) {
+	paths, err := d.Index.PathsByHash(hashPart)
 	if err != nil || len(paths) == 0 {
 		return "", false
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/narinfo"
@@ -20,6 +21,10 @@ type expectation struct {
 	// CA is set for a self-certifying path served without a quorum; the
 	// NAR must then also match it.
 	CA *narinfo.ContentAddress
+
+	// narinfo is the signed narinfo once rendered: an expectation never
+	// changes, so neither does its narinfo.
+	narinfo atomic.Pointer[[]byte]
 }
 
 // cacheable reports whether the NAR hash alone verifies this path's bytes,
@@ -42,29 +47,14 @@ const (
 // not be served: a trusted verdict first, a self-certifying upstream
 // narinfo otherwise. code is a short machine-readable reason.
 func (s *Server) resolve(ctx context.Context, hashPart string) (exp *expectation, code, reason string) {
-	code, reason = outcomeUnknownPath, "no followed builder has a claim for this path"
-	if storePath, ok := s.decider.PathByHash(hashPart); ok {
-		v, err := s.decider.Decide(claim.KindNix, storePath)
-		switch {
-		case err != nil:
-			s.metrics.verdicts.WithLabelValues(outcomeError).Inc()
-			s.log.Error("verdict failed", "path", storePath, "err", err)
-			return nil, outcomeError, "the verdict could not be computed (see the node's log)"
-		case v.Outcome == verdict.Trusted:
-			exp, err := fromVerdict(storePath, v)
-			if err != nil {
-				s.metrics.verdicts.WithLabelValues(outcomeBadValue).Inc()
-				s.log.Error("trusted verdict unusable", "path", storePath, "err", err)
-				return nil, outcomeBadValue, err.Error()
-			}
-			s.metrics.verdicts.WithLabelValues(string(verdict.Trusted)).Inc()
-			return exp, "", ""
-		default:
-			code, reason = string(v.Outcome), v.Reason
-			if reason == "" {
-				reason = "no quorum of the configured builders agrees on this path"
-			}
-		}
+	q := s.quorum(hashPart)
+	if q.exp != nil {
+		s.metrics.verdicts.WithLabelValues(string(verdict.Trusted)).Inc()
+		return q.exp, "", ""
+	}
+	if q.code == outcomeError || q.code == outcomeBadValue {
+		s.metrics.verdicts.WithLabelValues(q.code).Inc()
+		return nil, q.code, q.reason
 	}
 	// No quorum on the path: a realisation this node served may have named
 	// it, and the quorum on that realisation vouches for it too.
@@ -77,8 +67,64 @@ func (s *Server) resolve(ctx context.Context, hashPart string) (exp *expectation
 		s.metrics.verdicts.WithLabelValues(outcomeSelfCertified).Inc()
 		return exp, "", ""
 	}
-	s.metrics.verdicts.WithLabelValues(code).Inc()
-	return nil, code, reason
+	s.metrics.verdicts.WithLabelValues(q.code).Inc()
+	return nil, q.code, q.reason
+}
+
+// quorumAnswer is what the quorum says about one hash part: an expectation
+// when it trusts the path, a refusal code and reason otherwise.
+type quorumAnswer struct {
+	version      uint64 // the decider's Version when the answer was computed
+	exp          *expectation
+	code, reason string
+}
+
+// quorum asks the decider about hashPart. When the decider is versioned,
+// an answer computed at the decider's current version is reused: the
+// verdict is a function of the index and the policy, and the version moves
+// whenever the index changes an answer (index.Index.Version).
+func (s *Server) quorum(hashPart string) quorumAnswer {
+	vd, versioned := s.decider.(VersionedDecider)
+	var version uint64
+	if versioned {
+		// Read before the lookup: a write that lands during it moves the
+		// version, so the answer below is never reused past that write.
+		version = vd.Version()
+		if a, ok := s.verdicts.Get(hashPart); ok && a.version == version {
+			return a
+		}
+	}
+	a := s.decideQuorum(hashPart)
+	a.version = version
+	if versioned && a.code != outcomeError {
+		s.verdicts.Add(hashPart, a)
+	}
+	return a
+}
+
+func (s *Server) decideQuorum(hashPart string) quorumAnswer {
+	storePath, ok := s.decider.PathByHash(hashPart)
+	if !ok {
+		return quorumAnswer{code: outcomeUnknownPath, reason: "no followed builder has a claim for this path"}
+	}
+	v, err := s.decider.Decide(claim.KindNix, storePath)
+	switch {
+	case err != nil:
+		s.log.Error("verdict failed", "path", storePath, "err", err)
+		return quorumAnswer{code: outcomeError, reason: "the verdict could not be computed (see the node's log)"}
+	case v.Outcome == verdict.Trusted:
+		exp, err := fromVerdict(storePath, v)
+		if err != nil {
+			s.log.Error("trusted verdict unusable", "path", storePath, "err", err)
+			return quorumAnswer{code: outcomeBadValue, reason: err.Error()}
+		}
+		return quorumAnswer{exp: exp}
+	}
+	reason := v.Reason
+	if reason == "" {
+		reason = "no quorum of the configured builders agrees on this path"
+	}
+	return quorumAnswer{code: string(v.Outcome), reason: reason}
 }
 
 // fromVerdict takes the expectation from a trusted verdict's value, after

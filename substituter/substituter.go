@@ -100,6 +100,16 @@ type Decider interface {
 	Decide(kind claim.Kind, subject string) (verdict.Verdict, error)
 }
 
+// VersionedDecider is a Decider whose answers change only when Version
+// does; the node's follower index with its fixed policy is one
+// (node.QuorumDecider). The substituter then reuses a path's verdict for
+// as long as the version stays put instead of looking it up again on every
+// request, which is what keeps a narinfo near the cost of a static file.
+type VersionedDecider interface {
+	Decider
+	Version() uint64
+}
+
 // Limits bound what one request may cost. Zero fields take the defaults.
 type Limits struct {
 	// NarinfoTimeout bounds fetching one upstream narinfo. Default 10s.
@@ -189,6 +199,9 @@ type Server struct {
 	// named to its derivation output id, so that the out path's narinfo
 	// can rest on the agreed nix-ca claim (realisedPath).
 	realised *lru.Cache[string, string]
+	// verdicts caches the quorum's answer by hash part, valid while a
+	// VersionedDecider's version is unchanged (quorum in resolve.go).
+	verdicts *lru.Cache[string, quorumAnswer]
 }
 
 // New checks opts and returns a Server.
@@ -267,6 +280,7 @@ func New(opts Options) (*Server, error) {
 	s.sigs, _ = lru.New[string, string](1 << 16)
 	s.selfCertified, _ = lru.New[string, *expectation](1 << 14)
 	s.realised, _ = lru.New[string, string](1 << 14)
+	s.verdicts, _ = lru.New[string, quorumAnswer](1 << 16)
 	return s, nil
 }
 
@@ -368,6 +382,9 @@ func (s *Server) serveNarinfo(w http.ResponseWriter, r *http.Request, hashPart s
 // narinfoFor renders and signs the narinfo of an expectation. Only agreed
 // (or self-certified) fields appear; nothing else an upstream said does.
 func (s *Server) narinfoFor(exp *expectation) []byte {
+	if b := exp.narinfo.Load(); b != nil {
+		return *b
+	}
 	fp := narinfo.Fingerprint(exp.StorePath, exp.NarHash, exp.NarSize, exp.References)
 	sig, ok := s.sigs.Get(fp)
 	if !ok {
@@ -386,7 +403,9 @@ func (s *Server) narinfoFor(exp *expectation) []byte {
 	if exp.CA != nil {
 		ni.CA = exp.CA.String()
 	}
-	return ni.Marshal()
+	b := ni.Marshal()
+	exp.narinfo.Store(&b)
+	return b
 }
 
 // narURL names the NAR so that the request alone finds the path again and

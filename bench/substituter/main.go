@@ -6,14 +6,21 @@
 //	    writes DIR as a binary cache with one uncompressed NAR of a random
 //	    MIB-MiB file and its narinfo, and DIR/claim, the agreed claim;
 //	    prints the narinfo and NAR URL paths as nginx and vouch name them
-//	go run ./bench/substituter serve DIR LISTEN UPSTREAM
-//	    serves the substituter on LISTEN, trusting DIR/claim (looked up on
-//	    every request, as a node's index would be), with UPSTREAM as the
-//	    only source of NAR bytes
+//	go run ./bench/substituter static FILE LISTEN
+//	    serves FILE's bytes for every request with Go's net/http and
+//	    nothing else: the ceiling any Go server reaches on this machine
+//	go run ./bench/substituter serve DIR LISTEN UPSTREAM [NARCACHE]
+//	    serves the substituter on LISTEN with a real follower index: three
+//	    builders' logs of 100,001 claims each, all three claiming DIR/claim,
+//	    and a 2-of-3 policy, so every request looks the path up and decides
+//	    as a node does; UPSTREAM is the only source of NAR bytes, and
+//	    NARCACHE, if given, a NAR cache directory
 package main
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log"
@@ -23,11 +30,17 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nix-community/go-nix/pkg/nixbase32"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/config"
+	"github.com/vouch-dev/vouch/index"
 	"github.com/vouch-dev/vouch/keys"
 	"github.com/vouch-dev/vouch/narinfo"
 	"github.com/vouch-dev/vouch/nixstore"
+	"github.com/vouch-dev/vouch/node"
 	"github.com/vouch-dev/vouch/substituter"
 	"github.com/vouch-dev/vouch/verdict"
 )
@@ -44,7 +57,13 @@ func main() {
 	case "make":
 		err = makeCache(os.Args[2], os.Args[3])
 	case "serve":
-		err = serve(os.Args[2], os.Args[3], os.Args[4])
+		cache := ""
+		if len(os.Args) > 5 {
+			cache = os.Args[5]
+		}
+		err = serve(os.Args[2], os.Args[3], os.Args[4], cache)
+	case "static":
+		err = serveStatic(os.Args[2], os.Args[3])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -101,24 +120,78 @@ func makeCache(dir, mib string) error {
 	return nil
 }
 
-// decider trusts one claim; it looks it up in maps on every request as an
-// index would.
-type decider struct {
-	byHash   map[string]string
-	verdicts map[string]verdict.Verdict
-}
+// benchFiller is how many other claims each builder's log holds besides
+// the benchmarked path, so that lookups search a real-sized index.
+const benchFiller = 100_000
 
-func (d *decider) PathByHash(h string) (string, bool) { p, ok := d.byHash[h]; return p, ok }
-
-func (d *decider) Decide(kind claim.Kind, subject string) (verdict.Verdict, error) {
-	v, ok := d.verdicts[subject]
-	if !ok {
-		return verdict.Verdict{Kind: kind, Subject: subject, Outcome: verdict.Insufficient}, nil
+// benchIndex writes a follower index at path with three builders' logs,
+// each holding benchFiller claims and then c, and returns it with a
+// 2-of-3 policy over those builders, as a node's follow role would have
+// them after syncing.
+func benchIndex(path string, c *claim.Claim) (*index.Index, *verdict.Policy, error) {
+	p := &verdict.Policy{Min: 2, MinOperators: 2, OnConflict: config.OnConflictRefuse}
+	var ids []index.LogID
+	for i := range 3 {
+		id := index.LogID{Name: fmt.Sprintf("builder%d", i), KeyID: fmt.Sprintf("%08x", i+1)}
+		ids = append(ids, id)
+		p.Members = append(p.Members, verdict.Member{Name: id.Name, Operator: fmt.Sprintf("org%d", i), Weight: 1, KeyID: id.KeyID})
 	}
-	return v, nil
+	x, err := index.Open(path, ids...)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, id := range ids {
+		for first := 0; first <= benchFiller; first += 32768 {
+			bt := &index.Batch{First: uint64(first)}
+			for i := first; i < min(first+32768, benchFiller+1); i++ {
+				ci := c
+				if i < benchFiller {
+					sum := sha256.Sum256([]byte(fmt.Sprint(i)))
+					ci = &claim.Claim{Kind: claim.KindNix, Subject: fmt.Sprintf("%s/%s-filler-%d", claim.StoreDir, nixbase32.EncodeToString(sum[:20]), i),
+						NarHash: "sha256:" + nixbase32.EncodeToString(sum[:]), NarSize: uint64(i + 1)}
+				}
+				e, err := ci.Marshal()
+				if err != nil {
+					return nil, nil, err
+				}
+				bt.Entries = append(bt.Entries, e)
+				bt.Claims = append(bt.Claims, ci)
+				bt.Hashes = append(bt.Hashes, tlog.RecordHash(e))
+			}
+			if conflict, err := x.Append(id, bt); err != nil || conflict != nil {
+				return nil, nil, fmt.Errorf("index: %v %v", conflict, err)
+			}
+		}
+		// Claims count once a signed checkpoint covers them.
+		size := uint64(benchFiller + 1)
+		root, err := x.RootAt(id, size)
+		if err != nil {
+			return nil, nil, err
+		}
+		skey, _, err := note.GenerateKey(rand.Reader, id.Name)
+		if err != nil {
+			return nil, nil, err
+		}
+		signer, err := note.NewSigner(skey)
+		if err != nil {
+			return nil, nil, err
+		}
+		signed, err := note.Sign(&note.Note{Text: fmt.Sprintf("%s\n%d\n%s\n", id.Name, size, base64.StdEncoding.EncodeToString(root[:]))}, signer)
+		if err != nil {
+			return nil, nil, err
+		}
+		cp, err := index.ParseCheckpointBody(signed)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := x.SetCheckpoint(id, cp); err != nil {
+			return nil, nil, err
+		}
+	}
+	return x, p, nil
 }
 
-func serve(dir, listen, upstream string) error {
+func serve(dir, listen, upstream, narCache string) error {
 	b, err := os.ReadFile(filepath.Join(dir, "claim"))
 	if err != nil {
 		return err
@@ -140,18 +213,42 @@ func serve(dir, listen, upstream string) error {
 	if err != nil {
 		return err
 	}
-	d := &decider{
-		byHash:   map[string]string{claim.HashPart(c.Subject): c.Subject},
-		verdicts: map[string]verdict.Verdict{c.Subject: {Kind: claim.KindNix, Subject: c.Subject, Outcome: verdict.Trusted, Value: c}},
+	x, policy, err := benchIndex(filepath.Join(kdir, "index.db"), c)
+	if err != nil {
+		return err
 	}
-	s, err := substituter.New(substituter.Options{
+	defer x.Close()
+	d := node.QuorumDecider{Index: x, Policy: policy}
+	if v, err := d.Decide(claim.KindNix, c.Subject); err != nil || v.Outcome != verdict.Trusted {
+		return fmt.Errorf("the benchmark path is not trusted by its own index: %v %v", v.Outcome, err)
+	}
+	opts := substituter.Options{
 		Decider:   d,
 		Key:       key,
 		Upstreams: []config.Upstream{{URL: upstream}},
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if narCache != "" {
+		opts.NARCache = substituter.NARCacheOptions{Dir: narCache, MaxBytes: 1 << 40}
+	}
+	s, err := substituter.New(opts)
 	if err != nil {
 		return err
 	}
+	fmt.Fprintln(os.Stderr, "ready")
 	return http.ListenAndServe(listen, s)
+}
+
+// serveStatic answers every request with one file's bytes, read once.
+func serveStatic(file, listen string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	length := fmt.Sprint(len(b))
+	return http.ListenAndServe(listen, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/x-nix-narinfo")
+		w.Header().Set("Content-Length", length)
+		w.Write(b)
+	}))
 }
