@@ -337,18 +337,19 @@ func (s *subjectIndex) startFilter() error {
 // work per mapping on average. If the runs cannot be read the filter is
 // dropped and lookups search the runs, which is slower but never wrong.
 func (s *subjectIndex) fillFilterLocked(minCapacity int) error {
-	var recs []byte
+	var f *runs.Filter
 	err := s.view(func(tx *bolt.Tx) error {
-		return runs.Each(tx.Bucket(bucketRuns), func(rec []byte) { recs = append(recs, rec[:8]...) })
+		b := tx.Bucket(bucketRuns)
+		n := len(s.pending) + len(s.flushing)
+		if err := b.ForEach(func(_, run []byte) error { n += len(run) / runs.RecordSize; return nil }); err != nil {
+			return err
+		}
+		f = runs.NewFilter(max(2*n, minCapacity, 1<<16))
+		return runs.Each(b, func(rec []byte) { f.Add(rec) })
 	})
 	if err != nil {
 		s.filter = nil
 		return fmt.Errorf("buildlog: read the subject index to build its filter: %w", err)
-	}
-	n := len(recs)/8 + len(s.pending) + len(s.flushing)
-	f := runs.NewFilter(max(2*n, minCapacity, 1<<16))
-	for i := 0; i+8 <= len(recs); i += 8 {
-		f.Add(recs[i : i+8])
 	}
 	for h := range s.pending {
 		f.Add(h[:])
