@@ -96,8 +96,17 @@ type Log struct {
 	cancel   context.CancelFunc
 	lockFile *os.File
 
-	inflightMu sync.Mutex
-	inflight   map[[8]byte]chan struct{} // subject hash → closed when its Add ends
+	inflight [inflightShards]inflightShard
+}
+
+// inflightShards spreads the subjects being added over independent locks,
+// so a thousand concurrent Adds do not all queue on one mutex.
+const inflightShards = 64
+
+type inflightShard struct {
+	mu sync.Mutex
+	m  map[[8]byte]chan struct{} // subject hash → closed when its Add ends
+	_  [48]byte                  // one shard per cache line
 }
 
 // Open opens (or creates) the log in opts.Dir, takes the single-writer
@@ -131,7 +140,10 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		lock.Close()
 		return nil, err
 	}
-	l := &Log{dir: tiles, origin: opts.Identity.Name, lockFile: lock, inflight: map[[8]byte]chan struct{}{}}
+	l := &Log{dir: tiles, origin: opts.Identity.Name, lockFile: lock}
+	for i := range l.inflight {
+		l.inflight[i].m = map[[8]byte]chan struct{}{}
+	}
 	fail := func(err error) (*Log, error) {
 		l.closeAfterFailedOpen()
 		return nil, err
@@ -290,21 +302,22 @@ func (l *Log) Add(ctx context.Context, c *claim.Claim) (Result, error) {
 // It is keyed by the subject's hash: two subjects sharing it merely wait
 // for each other.
 func (l *Log) lockSubject(key [8]byte) func() {
+	shard := &l.inflight[key[7]%inflightShards]
 	for {
-		l.inflightMu.Lock()
-		ch, busy := l.inflight[key]
+		shard.mu.Lock()
+		ch, busy := shard.m[key]
 		if !busy {
 			ch = make(chan struct{})
-			l.inflight[key] = ch
-			l.inflightMu.Unlock()
+			shard.m[key] = ch
+			shard.mu.Unlock()
 			return func() {
-				l.inflightMu.Lock()
-				delete(l.inflight, key)
-				l.inflightMu.Unlock()
+				shard.mu.Lock()
+				delete(shard.m, key)
+				shard.mu.Unlock()
 				close(ch)
 			}
 		}
-		l.inflightMu.Unlock()
+		shard.mu.Unlock()
 		<-ch
 	}
 }

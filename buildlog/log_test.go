@@ -237,3 +237,57 @@ func waitForCheckpoint(t testing.TB, l *Log, size uint64) {
 	}
 	t.Fatalf("no checkpoint of size %d published", size)
 }
+
+func TestConcurrentSubmissionsOfOneSubjectLogOneOutput(t *testing.T) {
+	dir := logDir(t)
+	l := openTest(t, dir, testIdentity(t, t.TempDir()))
+	defer l.Close()
+	ctx := context.Background()
+	// Forty submissions of each of two outputs for each of three subjects,
+	// all at once: exactly one claim per subject is logged, and every
+	// submission is either a duplicate of it or refused as a conflict.
+	type outcome struct {
+		subject, out string
+		r            Result
+		err          error
+	}
+	results := make(chan outcome, 240)
+	var wg sync.WaitGroup
+	for n := 0; n < 3; n++ {
+		for i := 0; i < 80; i++ {
+			out := []string{"a", "b"}[i%2]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, err := l.Add(ctx, testClaim(n, out))
+				results <- outcome{testClaim(n, out).Subject, out, r, err}
+			}()
+		}
+	}
+	wg.Wait()
+	close(results)
+	winner := map[string]string{}
+	fresh := map[string]int{}
+	var all []outcome
+	for o := range results {
+		all = append(all, o)
+		if o.err == nil && !o.r.Duplicate {
+			fresh[o.subject]++
+			winner[o.subject] = o.out
+		}
+	}
+	for _, o := range all {
+		if fresh[o.subject] != 1 {
+			t.Fatalf("%s was logged %d times", o.subject, fresh[o.subject])
+		}
+		switch {
+		case o.out == winner[o.subject] && o.err != nil:
+			t.Fatalf("%s output %s agrees with the logged one but failed: %v", o.subject, o.out, o.err)
+		case o.out != winner[o.subject] && !errors.Is(o.err, ErrConflict):
+			t.Fatalf("%s output %s disagrees with the logged %s but was not refused: %+v %v", o.subject, o.out, winner[o.subject], o.r, o.err)
+		}
+	}
+	if size, _ := l.Size(ctx); size != 3 {
+		t.Fatalf("log size %d, want 3", size)
+	}
+}
