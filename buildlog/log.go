@@ -17,6 +17,13 @@
 //     a second daemon on the same state directory fails at once with a clear
 //     error instead of corrupting the log.
 //
+// # Cost
+//
+// Beyond what tessera stores, a claim costs 13 bytes on disk in the subject
+// index (which is compacted when merges leave half of it free) and about
+// 1.25 bytes of memory in the filter that lets Add skip the index for a
+// subject never logged before (see subjects.go).
+//
 // # Durability
 //
 // Add returns only when tessera has integrated the entry: the entry bundle,
