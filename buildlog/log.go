@@ -21,7 +21,7 @@
 //
 // Beyond what tessera stores, a claim costs 13 bytes on disk in the subject
 // index (which is compacted when merges leave half of it free) and about
-// 1.25 bytes of memory in the filter that lets Add skip the index for a
+// 1.25–2.5 bytes of memory in the filter that lets Add skip the index for a
 // subject never logged before (see subjects.go).
 //
 // # Durability
