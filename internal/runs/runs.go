@@ -10,6 +10,9 @@
 // bytes BE), sorted by h8; runs are keyed so that the newest sorts last.
 // Callers keep each hash at most once across all runs (Lookup before Add).
 //
+// A Filter (filter.go) over the same hashes answers "certainly absent" for
+// most new hashes without searching the runs.
+//
 // The follower index (one set of runs per followed log) and the builder's
 // own log (its subject index) both use it.
 package runs
