@@ -112,7 +112,7 @@ const inflightShards = 64
 
 type inflightShard struct {
 	mu sync.Mutex
-	m  map[[8]byte]chan struct{} // subject hash → closed when its Add ends
+	m  map[[8]byte]chan struct{} // subject hash being added → closed when that Add ends (nil until someone waits)
 	_  [48]byte                  // one shard per cache line
 }
 
@@ -310,22 +310,32 @@ func (l *Log) Add(ctx context.Context, c *claim.Claim) (Result, error) {
 // for each other.
 func (l *Log) lockSubject(key [8]byte) func() {
 	shard := &l.inflight[key[7]%inflightShards]
+	shard.mu.Lock()
 	for {
-		shard.mu.Lock()
-		ch, busy := shard.m[key]
+		waiters, busy := shard.m[key]
 		if !busy {
-			ch = make(chan struct{})
-			shard.m[key] = ch
-			shard.mu.Unlock()
-			return func() {
-				shard.mu.Lock()
-				delete(shard.m, key)
-				shard.mu.Unlock()
-				close(ch)
-			}
+			break
+		}
+		// The first waiter makes the channel; an uncontended Add (nearly
+		// all of them) never allocates one.
+		if waiters == nil {
+			waiters = make(chan struct{})
+			shard.m[key] = waiters
 		}
 		shard.mu.Unlock()
-		<-ch
+		<-waiters
+		shard.mu.Lock()
+	}
+	shard.m[key] = nil
+	shard.mu.Unlock()
+	return func() {
+		shard.mu.Lock()
+		waiters := shard.m[key]
+		delete(shard.m, key)
+		shard.mu.Unlock()
+		if waiters != nil {
+			close(waiters)
+		}
 	}
 }
 
