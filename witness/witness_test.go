@@ -520,3 +520,39 @@ func TestNewValidates(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAddCheckpoint sends arbitrary bodies to a witness that recorded
+// bob's checkpoint of size 5. Whatever the body, the witness must not
+// panic, and it may cosign only checkpoints of bob's one real history.
+func FuzzAddCheckpoint(f *testing.F) {
+	bob := &memLog{id: identityFromSeed(f, "bob", 2)}
+	bob.append(f, 12)
+	fork := bob.forkAt(3) // shares 3 entries with the record of size 5
+	fork.append(f, 9)
+	f.Add(requestBody(5, bob.proof(f, 5, 12), bob.checkpoint(f, 12)))
+	f.Add(requestBody(5, nil, bob.checkpoint(f, 5)))
+	f.Add(requestBody(5, fork.proof(f, 5, 12), fork.checkpoint(f, 12)))
+	f.Add(requestBody(5, bob.proof(f, 5, 9), bob.checkpoint(f, 9)))
+	f.Add(requestBody(0, nil, bob.checkpoint(f, 5)))
+	record := bob.checkpoint(f, 5)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		dir := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "logs", fileID("bob")+".checkpoint"), record, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		w, err := New(Options{Dir: dir, Identity: identityFromSeed(t, "alice", 1), Logs: []Log{{bob.id.VerifierKey}},
+			Now: fixedClock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		code, _, _ := w.addCheckpoint(body)
+		s := w.logs["bob"]
+		if code == 200 && (s.cp.Size < 5 || s.cp.Size > 12 || s.cp.Root != bob.root(t, int64(s.cp.Size))) {
+			t.Fatalf("cosigned and recorded %+v, which is not bob's history", s.cp)
+		}
+	})
+}
