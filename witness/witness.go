@@ -123,6 +123,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -282,8 +283,15 @@ func (w *Witness) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code, answer, contentType := w.addCheckpoint(body)
-	if code != http.StatusOK && code != http.StatusConflict {
-		w.logger.Info("add-checkpoint refused", "status", code, "reason", answer, "from", r.RemoteAddr)
+	switch {
+	case code == http.StatusOK:
+	case contentType == tlogSize:
+		// The normal start of a client that does not know the record.
+		w.logger.Debug("add-checkpoint: old size differs from the record", "recorded", strings.TrimSpace(answer), "from", r.RemoteAddr)
+	case code == http.StatusConflict:
+		// A split view, already logged as an error.
+	default:
+		w.logger.Info("add-checkpoint refused", "status", code, "reason", strings.TrimSpace(answer), "from", r.RemoteAddr)
 	}
 	rw.Header().Set("Content-Type", contentType)
 	rw.Header().Set("X-Content-Type-Options", "nosniff")
@@ -374,6 +382,7 @@ func (w *Witness) addCheckpoint(body []byte) (int, string, string) {
 		w.logger.Error("cosigning failed", "origin", log.origin, "err", err)
 		return fail(http.StatusInternalServerError, "the witness could not cosign: %v", err)
 	}
+	w.logger.Debug("cosigned", "origin", log.origin, "old", req.OldSize, "size", cp.Size, "proof_hashes", len(req.Proof))
 	return http.StatusOK, string(sigs), textPlain
 }
 

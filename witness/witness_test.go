@@ -136,7 +136,7 @@ type testWitness struct {
 	url    string
 	dir    string
 	id     *keys.Identity
-	logs   *bytes.Buffer
+	logBuf *bytes.Buffer
 	logsMu *sync.Mutex
 }
 
@@ -155,14 +155,14 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 // /witness as a node mounts it.
 func startWitness(t testing.TB, dir string, id *keys.Identity, now func() time.Time, logs ...*keys.Identity) *testWitness {
 	t.Helper()
-	tw := &testWitness{dir: dir, id: id, logs: &bytes.Buffer{}, logsMu: &sync.Mutex{}}
+	tw := &testWitness{dir: dir, id: id, logBuf: &bytes.Buffer{}, logsMu: &sync.Mutex{}}
 	var ls []Log
 	for _, l := range logs {
 		ls = append(ls, Log{VKey: l.VerifierKey})
 	}
 	w, err := New(Options{
 		Dir: dir, Identity: id, Logs: ls, Now: now,
-		Logger: slog.New(slog.NewTextHandler(lockedWriter{tw.logsMu, tw.logs}, nil)),
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{tw.logsMu, tw.logBuf}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +178,7 @@ func startWitness(t testing.TB, dir string, id *keys.Identity, now func() time.T
 func (tw *testWitness) logText() string {
 	tw.logsMu.Lock()
 	defer tw.logsMu.Unlock()
-	return tw.logs.String()
+	return tw.logBuf.String()
 }
 
 func (tw *testWitness) post(t testing.TB, body []byte) (int, string, string) {
