@@ -27,7 +27,7 @@ func TestStockNixSubstitutesOnlyAgreedPaths(t *testing.T) {
 	}
 	state := t.TempDir()
 	cfg := w.followerConfig(t, state, []string{"org1", "org1", "org2", "org3"},
-		"min = 3\nmin-operators = 2\non-conflict = \"majority\"\n"+ups.String(), fmt.Sprintf("nix-key = %q", filepath.Join(keyDir, "cache.nix.sec")))
+		"min = 3\nmin-operators = 2\non-conflict = \"majority\"\n"+ups.String(), fmt.Sprintf("nix-key = %q\n[nar-cache]\nmax-size = \"64MiB\"", filepath.Join(keyDir, "cache.nix.sec")))
 	node := startDaemon(t, state, "", "--config", cfg)
 	base := "http://" + node.Addr
 	pub, _ := os.ReadFile(filepath.Join(keyDir, "cache.nix.pub"))
@@ -88,8 +88,21 @@ func TestStockNixSubstitutesOnlyAgreedPaths(t *testing.T) {
 	if out, err := exec.Command("nix", args...).CombinedOutput(); err != nil {
 		t.Fatalf("nix store verify --sigs-needed 1: %v\n%s", err, out)
 	}
-	// The builder's client-visible metrics count what happened.
-	if m, err := httpGet(base + "/metrics"); err != nil || !strings.Contains(string(m), "vouch_") {
-		t.Errorf("metrics: %v", err)
+
+	// A second fresh client gets the same paths from the node's NAR cache,
+	// without the node going back to the builders.
+	client = t.TempDir()
+	for _, attr := range agreed {
+		if out, err := realise(w.paths[attr]); err != nil {
+			t.Fatalf("second client, nix-store -r %s: %v\n%s", attr, err, out)
+		}
+	}
+	cached, err := os.ReadDir(filepath.Join(state, "nar-cache"))
+	if err != nil || len(cached) == 0 {
+		t.Fatalf("the node's NAR cache is empty (%v)", err)
+	}
+	m, err := httpGet(base + "/metrics")
+	if err != nil || !strings.Contains(string(m), `vouch_substituter_nar_cache_total{result="hit"}`) {
+		t.Errorf("metrics show no NAR cache hits (%v):\n%s", err, m)
 	}
 }
