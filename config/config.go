@@ -8,6 +8,7 @@
 //	key      present → log role (this node is a builder and keeps a log)
 //	builder  present → follow role (replicate and verify those logs)
 //	nix-key  present → substituter role (serve agreed paths to Nix)
+//	serve-witness = true → witness role (cosign the builders' checkpoints)
 //	dashboard = true → web dashboard at /
 package config
 
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	fnote "github.com/transparency-dev/formats/note"
 
 	"github.com/vouch-dev/vouch/keys"
 )
@@ -39,8 +41,12 @@ type Config struct {
 	// otherwise only the daemon's user may (mode 0600).
 	SocketGroup string `toml:"socket-group"`
 	Dashboard   bool   `toml:"dashboard"`
+	// ServeWitness makes this node a C2SP tlog-witness for the [[builder]]
+	// logs, cosigning their checkpoints with its key.
+	ServeWitness bool `toml:"serve-witness"`
 
 	Builders  []Builder  `toml:"builder"`
+	Witnesses []Witness  `toml:"witness"`
 	Quorum    Quorum     `toml:"quorum"`
 	Upstreams []Upstream `toml:"upstream"`
 	NARCache  NARCache   `toml:"nar-cache"`
@@ -59,11 +65,23 @@ type Builder struct {
 	Weight   int    `toml:"weight"`   // votes this builder carries; default 1
 }
 
+// Witness is a tlog-witness that cosigns checkpoints. The log role asks
+// every listed witness to cosign each new checkpoint; the follow role
+// counts their cosignatures (Quorum.Witnesses).
+type Witness struct {
+	Name string `toml:"name"`
+	VKey string `toml:"vkey"` // cosignature/v1 verifier key, as the witness prints it
+	URL  string `toml:"url"`  // the witness's root; add-checkpoint is POSTed below it
+}
+
 // Quorum is the rule a verdict applies.
 type Quorum struct {
 	Min          int    `toml:"min"`           // agreeing distinct builders (weighted)
 	MinOperators int    `toml:"min-operators"` // distinct operators among them
 	OnConflict   string `toml:"on-conflict"`   // "majority" or "refuse"
+	// Witnesses is how many of the listed witnesses must have cosigned a
+	// log's checkpoint before the follower believes it. Default 0.
+	Witnesses int `toml:"witnesses"`
 }
 
 // Upstream is a binary cache or peer NAR bytes may come from.
@@ -334,6 +352,29 @@ func (c *Config) Validate() error {
 		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
 			bad("upstream #%d: url %q must be http:// or https://", i+1, u.URL)
 		}
+	}
+	witnessNames := map[string]bool{}
+	for i, w := range c.Witnesses {
+		where := fmt.Sprintf("witness #%d (%q)", i+1, w.Name)
+		if err := keys.ValidName(w.Name); err != nil {
+			bad("%s: %v", where, err)
+		}
+		if witnessNames[w.Name] {
+			bad("%s: duplicate witness name", where)
+		}
+		witnessNames[w.Name] = true
+		if _, err := fnote.NewVerifierForCosignatureV1(w.VKey); err != nil {
+			bad("%s: vkey: %v (want the cosignature key a witness prints, name+hex8+base64 starting with type 0x04)", where, err)
+		}
+		if pu, err := url.Parse(w.URL); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			bad("%s: url %q must be http:// or https://", where, w.URL)
+		}
+	}
+	if c.Quorum.Witnesses < 0 || c.Quorum.Witnesses > len(c.Witnesses) {
+		bad("quorum.witnesses = %d can never be met with %d [[witness]] entries configured", c.Quorum.Witnesses, len(c.Witnesses))
+	}
+	if c.ServeWitness && (c.Key == "" || len(c.Builders) == 0) {
+		bad("serve-witness needs a key to cosign with and [[builder]] logs to witness")
 	}
 	if c.NARCache.Dir != "" && c.NARCache.MaxSize == 0 {
 		bad("nar-cache.dir is set but nar-cache.max-size is not: say how much disk the cache may use, e.g. max-size = \"20GiB\"")

@@ -2,9 +2,11 @@ package config
 
 import (
 	"crypto/rand"
+	"fmt"
 	"strings"
 	"testing"
 
+	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vouch-dev/vouch/keys"
@@ -115,5 +117,36 @@ func TestNARCacheSize(t *testing.T) {
 	}
 	if c, err := Parse(nil); err != nil || c.NARCache.Dir != "" || c.NARCache.MaxSize != 0 {
 		t.Errorf("the NAR cache is off unless configured: %+v %v", c.NARCache, err)
+	}
+}
+
+func TestWitnesses(t *testing.T) {
+	_, vk, err := note.GenerateKey(rand.Reader, "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cosig, err := fnote.VKeyToCosignatureV1(vk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := vkey(t, "a")
+	wit := func(name, vk, url string) string {
+		return fmt.Sprintf("[[witness]]\nname = %q\nvkey = %q\nurl = %q\n", name, vk, url)
+	}
+	c, err := Parse([]byte(bld("a", a) + wit("w1", cosig, "http://127.0.0.1:1/witness/") + "[quorum]\nwitnesses = 1\n"))
+	if err != nil || len(c.Witnesses) != 1 || c.Quorum.Witnesses != 1 {
+		t.Fatalf("a valid witness config: %+v %v", c, err)
+	}
+	for name, tc := range map[string]struct{ toml, want string }{
+		"not a key":         {wit("w1", "w1+0000+AQ==", "http://x/"), "cosignature key"},
+		"duplicate":         {wit("w1", cosig, "http://x/") + wit("w1", cosig, "http://y/"), "duplicate witness name"},
+		"bad url":           {wit("w1", cosig, "ftp://x/"), "must be http"},
+		"unreachable":       {wit("w1", cosig, "http://x/") + "[quorum]\nwitnesses = 2\n", "can never be met"},
+		"serve without key": {"serve-witness = true\n" + bld("a", a), "needs a key"},
+	} {
+		_, err := Parse([]byte(tc.toml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error containing %q", name, err, tc.want)
+		}
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/vouch-dev/vouch/submit"
 	"github.com/vouch-dev/vouch/substituter"
 	"github.com/vouch-dev/vouch/verdict"
+	"github.com/vouch-dev/vouch/witness"
 )
 
 // Node is a configured, not yet running, vouch node.
@@ -143,6 +144,12 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 	}
 
+	if n.cfg.ServeWitness {
+		if err := n.startWitnessRole(&closers); err != nil {
+			return err
+		}
+	}
+
 	ln, err := net.Listen("tcp", n.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (set --listen to a free address)", n.cfg.Listen, err)
@@ -176,6 +183,35 @@ func (n *Node) Run(ctx context.Context) error {
 	wg.Wait()
 	close(errc)
 	return <-errc
+}
+
+// WitnessPath is where a witness node serves C2SP tlog-witness
+// (POST WitnessPath + "add-checkpoint"); logs list http://HOST/witness/.
+const WitnessPath = "/witness/"
+
+// startWitnessRole cosigns the checkpoints of every listed builder's log,
+// with the node's key.
+func (n *Node) startWitnessRole(closers *[]func() error) error {
+	if n.identity == nil {
+		return errors.New("serve-witness needs a key to cosign with")
+	}
+	var logs []witness.Log
+	for _, b := range n.cfg.Builders {
+		logs = append(logs, witness.Log{VKey: b.VKey})
+	}
+	w, err := witness.New(witness.Options{
+		Dir:      filepath.Join(n.cfg.State, "witness"),
+		Identity: n.identity,
+		Logs:     logs,
+		Logger:   n.logger.With("role", "witness"),
+	})
+	if err != nil {
+		return err
+	}
+	*closers = append(*closers, w.Close)
+	n.mux.Handle(WitnessPath, http.StripPrefix(strings.TrimSuffix(WitnessPath, "/"), w))
+	n.logger.Info("witnessing", "logs", len(logs), "cosignature-vkey", w.VerifierKey())
+	return nil
 }
 
 // startFollowRole opens the follower index, starts syncing every listed

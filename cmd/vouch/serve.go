@@ -14,10 +14,11 @@ import (
 	"github.com/vouch-dev/vouch/config"
 	"github.com/vouch-dev/vouch/keys"
 	"github.com/vouch-dev/vouch/node"
+	"github.com/vouch-dev/vouch/witness"
 )
 
 func init() {
-	register(command{name: "serve", summary: "run the roles the config enables (log, follow, substituter, dashboard)", run: runServe})
+	register(command{name: "serve", summary: "run the roles the config enables (log, follow, substituter, witness, dashboard)", run: runServe})
 }
 
 // nodeFlags are the top-level config keys, also accepted as flags.
@@ -133,6 +134,11 @@ func printBanner(cfg *config.Config, n *node.Node, addr string) {
 		}
 		if cfg.Dashboard {
 			fmt.Printf("  dashboard:    http://%s/\n", addr)
+		}
+		if cfg.ServeWitness && n.Identity() != nil {
+			if vkey, err := witness.CosignatureVerifierKey(n.Identity()); err == nil {
+				fmt.Printf("  witness:      http://%s%s  (cosignature key %s)\n", addr, node.WitnessPath, vkey)
+			}
 		}
 	}
 	fmt.Println("Press Ctrl-C to stop.")
