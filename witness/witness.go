@@ -60,14 +60,19 @@
 //
 // The answers, checked in this order:
 //
-//	400 Bad Request           malformed body, or old size > checkpoint size
+//	413 Request Entity Too Large  body over 1 MiB
+//	400 Bad Request           malformed body or checkpoint
 //	404 Not Found             origin not configured
 //	403 Forbidden             no valid signature by the log's key
+//	400 Bad Request           old size > checkpoint size, or a size-0
+//	                          checkpoint whose root is not the empty tree's
 //	409 Conflict              old size ≠ recorded size; body "<recorded size>\n",
 //	                          Content-Type text/x.tlog.size: retry with that size
-//	422 Unprocessable Entity  the consistency proof does not verify
+//	422 Unprocessable Entity  the consistency proof does not verify (or is not
+//	                          empty where it must be: from 0, or between equal sizes)
 //	409 Conflict (text/plain) same size as the record, different root: split view
-//	200 OK                    the cosignature line(s), text/plain
+//	500 Internal Server Error the record could not be written; nothing cosigned
+//	200 OK                    the cosignature line, text/plain
 //
 // Bodies are limited to 1 MiB, and parsed strictly: one encoding of each
 // request is accepted (no leading zeroes, canonical padded base64, no
@@ -110,8 +115,9 @@
 // # Mounting
 //
 // The handler serves POST /add-checkpoint relative to where it is mounted;
-// a node mounts it with http.StripPrefix("/witness", w), and logs then
-// list the witness as tessera.NewWitness(vkey, "http://HOST/witness").
+// a node mounts it with http.StripPrefix("/witness", w). A tessera log then
+// lists it as tessera.NewWitness(w.VerifierKey(), u) with u the parsed
+// "http://HOST/witness" (tessera appends /add-checkpoint).
 package witness
 
 import (

@@ -556,3 +556,36 @@ func FuzzAddCheckpoint(f *testing.F) {
 		}
 	})
 }
+
+// TestUnrecordableCheckpointNotCosigned: when the record cannot be
+// written, the witness answers 500 and keeps its old record, in memory too.
+func TestUnrecordableCheckpointNotCosigned(t *testing.T) {
+	bob := &memLog{id: identityFromSeed(t, "bob", 2)}
+	dir := t.TempDir()
+	tw := startWitness(t, dir, identityFromSeed(t, "alice", 1), fixedClock, bob.id)
+	bob.append(t, 9)
+	if code, answer, _ := tw.post(t, requestBody(0, nil, bob.checkpoint(t, 4))); code != 200 {
+		t.Fatalf("%d %q", code, answer)
+	}
+	logs := filepath.Join(dir, "logs")
+	saved := filepath.Join(dir, "logs.saved")
+	if err := os.Rename(logs, saved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(logs, nil, 0o600); err != nil { // a file where the directory was
+		t.Fatal(err)
+	}
+	code, answer, _ := tw.post(t, requestBody(4, bob.proof(t, 4, 9), bob.checkpoint(t, 9)))
+	if code != 500 || strings.HasPrefix(answer, "—") {
+		t.Fatalf("unrecordable checkpoint: %d %q", code, answer)
+	}
+	if err := os.Remove(logs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(saved, logs); err != nil {
+		t.Fatal(err)
+	}
+	if code, answer, _ := tw.post(t, requestBody(4, bob.proof(t, 4, 9), bob.checkpoint(t, 9))); code != 200 {
+		t.Fatalf("after the disk came back: %d %q", code, answer)
+	}
+}
