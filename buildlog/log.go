@@ -39,6 +39,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -90,6 +91,21 @@ type Options struct {
 	// GarbageCollectionInterval is how often the engine removes partial
 	// tiles and bundles that full ones superseded. Default 10s.
 	GarbageCollectionInterval time.Duration
+	// Witnesses are asked to cosign every new checkpoint (C2SP
+	// tlog-witness); their cosignatures are published with it. A witness
+	// that is down or refuses delays a checkpoint by at most
+	// WitnessTimeout and never stops the log: it is then published with
+	// the cosignatures it got, and followers whose policy needs more wait
+	// for a later one.
+	Witnesses []Witness
+	// WitnessTimeout bounds the wait for witnesses. Default 5s.
+	WitnessTimeout time.Duration
+}
+
+// Witness is a tlog-witness a log submits its checkpoints to.
+type Witness struct {
+	VKey string // the witness's cosignature/v1 verifier key
+	URL  string // its root; add-checkpoint is POSTed below it
 }
 
 // Log is an open builder log. It is safe for concurrent use.
@@ -179,6 +195,13 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		// driver's garbage collector only removes partial tiles and bundles
 		// superseded by full ones.
 		WithGarbageCollectionInterval(opts.GarbageCollectionInterval)
+	if len(opts.Witnesses) > 0 {
+		group, err := witnessGroup(opts.Witnesses)
+		if err != nil {
+			return fail(err)
+		}
+		ao.WithWitnesses(group, &tessera.WitnessOptions{Timeout: opts.WitnessTimeout, FailOpen: true})
+	}
 	appender, shutdown, reader, err := tessera.NewAppender(bg, driver, ao)
 	if err != nil {
 		return fail(fmt.Errorf("buildlog: start the log in %s: %w (if the state directory was damaged, restore it from a backup; vouch will not rewrite a log)", tiles, err))
@@ -191,6 +214,25 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		return fail(err)
 	}
 	return l, nil
+}
+
+// witnessGroup asks every witness: the log wants as many cosignatures as
+// it can get; how many are enough is each follower's policy.
+func witnessGroup(ws []Witness) (tessera.WitnessGroup, error) {
+	g := tessera.NewWitnessGroup(0)
+	for _, w := range ws {
+		u, err := url.Parse(w.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			return g, fmt.Errorf("buildlog: witness URL %q must be http:// or https://", w.URL)
+		}
+		tw, err := tessera.NewWitness(w.VKey, u)
+		if err != nil {
+			return g, fmt.Errorf("buildlog: witness %s: %w (want its cosignature verifier key)", w.URL, err)
+		}
+		g.Components = append(g.Components, tw)
+	}
+	g.N = len(g.Components)
+	return g, nil
 }
 
 func (l *Log) closeAfterFailedOpen() {

@@ -158,12 +158,17 @@ func New(cfg *config.Config, idx *index.Index, opts Options) (*Follower, error) 
 	if opts.BatchEntries > 0 {
 		batch = (uint64(opts.BatchEntries) + 255) / 256 * 256
 	}
+	witnesses, err := newWitnessPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
 	for _, b := range cfg.Builders {
 		s, err := newLogSyncer(b, idx, client)
 		if err != nil {
 			return nil, err
 		}
 		s.batch = batch
+		s.witnesses = witnesses
 		f.logs = append(f.logs, s)
 	}
 	return f, nil
@@ -262,6 +267,8 @@ type logSyncer struct {
 	fetch    *fetcher
 	idx      *index.Index
 	batch    uint64 // entries per transaction, a multiple of 256
+	// witnesses is the cosignature rule new checkpoints must meet.
+	witnesses *witnessPolicy
 }
 
 func newLogSyncer(b config.Builder, idx *index.Index, client *http.Client) (*logSyncer, error) {
@@ -340,6 +347,12 @@ func (s *logSyncer) sync(ctx context.Context, progress func(Progress)) (r Result
 		}
 	}
 	if st.Checkpoint == nil || cp.Size > st.Checkpoint.Size {
+		// Evidence above needs only the log's signature; believing a new
+		// checkpoint needs the witnesses too (witnesses.go).
+		if err := s.witnesses.check(raw, s.verifier); err != nil {
+			r.Err = err
+			return r
+		}
 		if err := s.idx.SetCheckpoint(s.id, cp); err != nil {
 			r.Err = err
 			return r

@@ -120,7 +120,11 @@ func (n *Node) Run(ctx context.Context) error {
 	}()
 
 	if n.identity != nil {
-		l, err := buildlog.Open(ctx, buildlog.Options{Dir: filepath.Join(n.cfg.State, "log"), Identity: n.identity})
+		opts := buildlog.Options{Dir: filepath.Join(n.cfg.State, "log"), Identity: n.identity}
+		for _, w := range n.cfg.Witnesses {
+			opts.Witnesses = append(opts.Witnesses, buildlog.Witness{VKey: w.VKey, URL: w.URL})
+		}
+		l, err := buildlog.Open(ctx, opts)
 		if err != nil {
 			return err
 		}
