@@ -105,12 +105,30 @@ func (f *fetcher) get(ctx context.Context, path string, limit int64) ([]byte, er
 	case resp.ContentLength > limit:
 		return nil, &FetchError{URL: u.String(), Err: fmt.Errorf("response of %d bytes exceeds the %d-byte limit", resp.ContentLength, limit)}
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	b, err := readBody(resp.Body, resp.ContentLength, limit)
 	if err != nil {
 		return nil, &FetchError{URL: u.String(), Err: err}
 	}
-	if int64(len(b)) > limit {
-		return nil, &FetchError{URL: u.String(), Err: fmt.Errorf("response exceeds the %d-byte limit", limit)}
+	return b, nil
+}
+
+// readBody reads a response body of at most limit bytes. When the server
+// announced its length, the body is read into a buffer of exactly that
+// size: a sync keeps a batch of bundles in memory (the entries point into
+// them), and io.ReadAll's doubling would leave up to half of each buffer
+// unused, besides the garbage of the smaller ones it grew through.
+func readBody(body io.Reader, length, limit int64) ([]byte, error) {
+	if length < 0 {
+		b, err := io.ReadAll(io.LimitReader(body, limit+1))
+		if err == nil && int64(len(b)) > limit {
+			err = fmt.Errorf("response exceeds the %d-byte limit", limit)
+		}
+		return b, err
+	}
+	// The caller checked length <= limit.
+	b := make([]byte, length)
+	if _, err := io.ReadFull(body, b); err != nil {
+		return nil, fmt.Errorf("response shorter than its announced %d bytes: %w", length, err)
 	}
 	return b, nil
 }

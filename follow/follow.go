@@ -37,7 +37,11 @@
 // each log syncs on its own, and one log's failure never stops another.
 //
 // Memory is bounded by two batches of Options.BatchEntries entries (one
-// being fetched and verified, one being indexed) and a small tile cache, whatever the size of the log.
+// being fetched and verified, one being indexed) and a small tile cache,
+// whatever the size of the log. During a catch-up (full batches), the
+// index file's pages each batch read are released from the process after
+// it (index.ReleaseMapped), so its resident set does not grow with the
+// index either.
 //
 // # Scheduling
 //
@@ -411,6 +415,15 @@ func (s *logSyncer) sync(ctx context.Context, progress func(Progress)) (r Result
 		end := f.batch.First + uint64(len(f.batch.Entries))
 		r.Added += end - f.batch.First
 		r.Size = end
+		if uint64(len(f.batch.Entries)) == s.batch {
+			// A catch-up sync: let go of the index pages this batch read
+			// (see index.ReleaseMapped). Small steady-state rounds keep
+			// them, for the verdicts that read the same pages.
+			if err := s.idx.ReleaseMapped(); err != nil {
+				r.Err = fmt.Errorf("releasing the index's mapped pages: %w", err)
+				return r
+			}
+		}
 		if progress != nil {
 			progress(Progress{Builder: s.builder.Name, Done: end, Total: cp.Size})
 		}

@@ -116,8 +116,8 @@ func (a cast) better(b cast, own string) bool {
 // (when it claimed two outputs) an equivocation.
 type ballot struct {
 	cast
-	cast2 bool // the builder claimed a second, different output
-	has   bool
+	cast2    bool // the builder claimed a second, different output
+	has      bool
 	votesFor int // index in groups of the output it votes for, or -1
 }
 

@@ -1,0 +1,84 @@
+package index
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vouch-dev/vouch/claim"
+)
+
+// mappedKiB returns the resident size of the process's mapping of path,
+// from /proc/self/smaps.
+func mappedKiB(t *testing.T, path string) int {
+	t.Helper()
+	smaps, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Skip("no /proc/self/smaps:", err)
+	}
+	total, in := 0, false
+	for _, line := range strings.Split(string(smaps), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) >= 5 && strings.Contains(fields[0], "-") {
+			in = len(fields) == 6 && fields[5] == path
+			continue
+		}
+		if in && len(fields) == 3 && fields[0] == "Rss:" {
+			var kb int
+			fmt.Sscan(fields[1], &kb)
+			total += kb
+		}
+	}
+	return total
+}
+
+// TestReleaseMapped reads every page of an index, releases them, and checks
+// that they left the process's resident set and that the index still reads
+// the same.
+func TestReleaseMapped(t *testing.T) {
+	id := LogID{"alice", "k1"}
+	path := filepath.Join(t.TempDir(), "index.db")
+	x, err := Open(path, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	const n = 20000
+	for first := 0; first < n; first += 5000 {
+		if c, err := x.Append(id, batch(t, first, 5000, "out")); err != nil || c != nil {
+			t.Fatal(c, err)
+		}
+	}
+	root, err := x.RootAt(id, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.SetCheckpoint(id, checkpointNote("alice", n, root)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.BytesPerClaim(); err != nil { // reads every page
+		t.Fatal(err)
+	}
+	before := mappedKiB(t, path)
+	if before < 1024 {
+		t.Fatalf("only %d KiB of the index are mapped after reading all of it", before)
+	}
+	if err := x.ReleaseMapped(); err != nil {
+		t.Fatal(err)
+	}
+	if after := mappedKiB(t, path); after > before/10 {
+		t.Fatalf("%d KiB of the index still mapped after releasing, %d before", after, before)
+	}
+	for _, i := range []int{0, 4999, 12345, n - 1} {
+		_, c := entry(t, i, "out")
+		got, err := x.Claims(claim.KindNix, c.Subject)
+		if err != nil || len(got) != 1 || got[0].Index != uint64(i) || got[0].Claim.Output() != c.Output() {
+			t.Fatalf("entry %d after releasing: %+v %v", i, got, err)
+		}
+	}
+	if again, err := x.RootAt(id, n); err != nil || again != root {
+		t.Fatalf("root after releasing %v (%v), want %v", again, err, root)
+	}
+}
