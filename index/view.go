@@ -76,13 +76,27 @@ func (x *Index) View(fn func(verdict.Source) error) error {
 
 // log returns the configured log of builder, its buckets opened, or nil.
 func (v *view) log(builder string) *viewLog {
-	i, ok := slices.BinarySearchFunc(v.logs, builder, func(l viewLog, name string) int {
-		return strings.Compare(l.id.Name, name)
-	})
+	i, ok := 0, false
+	if len(v.logs) <= 8 {
+		// A policy lists a handful of builders: comparing names in turn
+		// is quicker than a binary search.
+		for i < len(v.logs) && v.logs[i].id.Name != builder {
+			i++
+		}
+		ok = i < len(v.logs)
+	} else {
+		i, ok = slices.BinarySearchFunc(v.logs, builder, func(l viewLog, name string) int {
+			return strings.Compare(l.id.Name, name)
+		})
+	}
 	if !ok {
 		return nil
 	}
-	l := &v.logs[i]
+	return v.open(&v.logs[i])
+}
+
+// open opens the buckets of l on first use and returns l.
+func (v *view) open(l *viewLog) *viewLog {
 	if !l.opened {
 		l.opened = true
 		if v.logsB == nil {
@@ -103,7 +117,7 @@ func (v *view) Claims(kind claim.Kind, subject string) ([]verdict.Entry, error) 
 	h := subjectHash(kind, subject)
 	var out []verdict.Entry
 	for i := range v.logs {
-		l := v.log(v.logs[i].id.Name)
+		l := v.open(&v.logs[i])
 		if l.b == nil {
 			continue
 		}
