@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
@@ -125,4 +126,41 @@ func TestOtherKinds(t *testing.T) {
 	if v.Outcome != Conflict || len(v.Agreed) != 2 || v.Disagreed[0].Builder != "bob" {
 		t.Fatalf("%+v", v)
 	}
+}
+
+// TestRosterFollowsMembers checks that the cached roster never outlives a
+// change to Members made in place, and that one Policy may decide from
+// several goroutines at once (run with -race).
+func TestRosterFollowsMembers(t *testing.T) {
+	p := four(3, 1, "refuse")
+	entries := []Entry{
+		{Builder: "alice", Claim: nixClaim(subjectHello, "X")},
+		{Builder: "bob", Claim: nixClaim(subjectHello, "X")},
+		{Builder: "carol", Claim: nixClaim(subjectHello, "X")},
+	}
+	if v := p.DecideEntries(entries, nil); v.Outcome != Trusted || p.TotalWeight() != 4 {
+		t.Fatalf("%+v, T=%d", v, p.TotalWeight())
+	}
+	p.Members[2].Weight = 0 // carol no longer counts
+	if v := p.DecideEntries(entries, nil); v.Outcome != Insufficient || p.TotalWeight() != 3 {
+		t.Fatalf("after carol's weight became 0: %+v, T=%d", v, p.TotalWeight())
+	}
+	p.Members[2].Weight = 1
+	p.Members = append(p.Members, Member{Name: "erin", Operator: "org-e", Weight: 2, KeyID: "ke"})
+	if v := p.DecideEntries(entries, nil); v.Outcome != Trusted || p.TotalWeight() != 6 || !strings.Contains(v.Reason, "carrying 3 of 6 votes") {
+		t.Fatalf("after erin joined: %+v, T=%d", v, p.TotalWeight())
+	}
+
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 200 {
+				if v := p.DecideEntries(entries, nil); v.Outcome != Trusted {
+					t.Errorf("%+v", v)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
