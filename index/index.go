@@ -8,6 +8,8 @@
 // (verdict, report, the dashboard) get exactly the claims of a log up to its
 // latest fully indexed checkpoint, never a half-synced tail, so every claim
 // they see comes with an inclusion proof to a checkpoint the builder signed.
+// A verdict reads its claims and proofs through one View (verdict.Viewer):
+// one read transaction, each log's buckets opened once.
 //
 // # Logs are keyed by name and key
 //
