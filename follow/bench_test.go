@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vouch-dev/vouch/config"
+	"github.com/vouch-dev/vouch/internal/gctune"
 )
 
 // benchClaims is the log size BenchmarkSync syncs: VOUCH_BENCH_CLAIMS,
@@ -36,6 +37,7 @@ func benchClaims(b *testing.B) int {
 // bbolt's memory map holds resident; the peaks of the anonymous and the
 // file-backed parts, sampled every 20 ms, are reported separately.
 func BenchmarkSync(b *testing.B) {
+	gctune.Apply() // as vouch runs
 	n := benchClaims(b)
 	l := newTileLog(b, "bench")
 	srv := newSwitchServer(b, l.publishStream(n, func(i int) []byte { return testClaim(b, "s-"+strconv.Itoa(i), "out") }))

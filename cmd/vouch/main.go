@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"k8s.io/klog/v2"
+
+	"github.com/vouch-dev/vouch/internal/gctune"
 )
 
 // command is one sub-command. run gets the arguments after the command's
@@ -42,6 +44,7 @@ func usage(w io.Writer) {
 
 func main() {
 	quietEngineLogs()
+	gctune.Apply()
 	os.Exit(dispatch(os.Args[1:]))
 }
 
