@@ -1,6 +1,7 @@
 package gctune
 
 import (
+	"os"
 	"runtime/debug"
 	"testing"
 )
@@ -19,6 +20,11 @@ func TestApplyRespectsTheEnvironment(t *testing.T) {
 }
 
 func TestApplySetsThePacing(t *testing.T) {
+	for _, v := range []string{"GOGC", "GOMEMLIMIT"} {
+		if _, set := os.LookupEnv(v); set {
+			t.Skipf("%s is set in this environment; Apply leaves it alone", v)
+		}
+	}
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
 	Apply()
