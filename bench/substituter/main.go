@@ -37,6 +37,7 @@ import (
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/config"
 	"github.com/vouch-dev/vouch/index"
+	"github.com/vouch-dev/vouch/internal/gctune"
 	"github.com/vouch-dev/vouch/keys"
 	"github.com/vouch-dev/vouch/narinfo"
 	"github.com/vouch-dev/vouch/nixstore"
@@ -192,6 +193,7 @@ func benchIndex(path string, c *claim.Claim) (*index.Index, *verdict.Policy, err
 }
 
 func serve(dir, listen, upstream, narCache string) error {
+	gctune.Apply() // as vouch serve runs
 	b, err := os.ReadFile(filepath.Join(dir, "claim"))
 	if err != nil {
 		return err
