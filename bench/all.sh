@@ -29,9 +29,14 @@ echo '```'
 gobench ./follow BenchmarkSync VOUCH_BENCH_CLAIMS=1000000
 echo '```'
 
-section "Verdict latency, 5 followed logs of 1,000,000 claims" "VOUCH_BENCH_CLAIMS=1000000 go test -run '^\$' -bench BenchmarkVerdict5x1M ./index"
+section "Verdict latency, 5 followed logs of 1,000,000 claims, with and without proofs" "VOUCH_BENCH_CLAIMS=1000000 go test -run '^\$' -bench BenchmarkVerdict -benchtime 20000x ./index"
 echo '```'
-BENCHTIME=20000x gobench ./index BenchmarkVerdict5x1M VOUCH_BENCH_CLAIMS=1000000
+BENCHTIME=20000x gobench ./index BenchmarkVerdict VOUCH_BENCH_CLAIMS=1000000
+echo '```'
+
+section "Witness: one add-checkpoint decision" "go test -run '^\$' -bench AddCheckpoint -benchmem ./witness"
+echo '```'
+BENCHTIME=1s gobench ./witness AddCheckpoint
 echo '```'
 
 section "Substituter vs nginx serving the same files" "bash bench/substituter.sh 5 64"
