@@ -34,7 +34,7 @@ echo '```'
 BENCHTIME=20000x gobench ./index BenchmarkVerdict VOUCH_BENCH_CLAIMS=1000000
 echo '```'
 
-section "Witness: one add-checkpoint decision" "go test -run '^\$' -bench AddCheckpoint -benchmem ./witness"
+section "Witness: one add-checkpoint decision" "go test -run '^\$' -bench AddCheckpoint -benchtime 1s ./witness"
 echo '```'
 BENCHTIME=1s gobench ./witness AddCheckpoint
 echo '```'
