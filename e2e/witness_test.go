@@ -101,6 +101,11 @@ func TestWitnessedLog(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// The witness counts what it cosigned.
+	if m, err := httpGet("http://" + witAddr + "/metrics"); err != nil || !strings.Contains(string(m), `vouch_witness_requests_total{code="200"}`) {
+		t.Errorf("witness metrics show no cosignature (%v):\n%s", err, m)
+	}
+
 	// A follower that needs the witness believes the log.
 	fState := t.TempDir()
 	cfg := writeConfig(t, fmt.Sprintf("state = %q\n", fState)+builderEntry+witEntry+"[quorum]\nmin = 1\nwitnesses = 1\n")

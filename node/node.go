@@ -23,6 +23,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/vouch-dev/vouch/buildlog"
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/config"
@@ -51,6 +54,8 @@ type Node struct {
 	dashboard http.Handler    // the web dashboard, when enabled
 	// substituter is the Nix binary cache, when a nix-key is configured.
 	substituter *substituter.Server
+	// metrics gathers every role's Prometheus metrics, served at /metrics.
+	metrics *prometheus.Registry
 
 	// Ready, if set, is called once the node listens, with the HTTP address.
 	Ready func(addr string)
@@ -62,7 +67,8 @@ func New(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory %s: %w", cfg.State, err)
 	}
-	n := &Node{cfg: cfg, logger: logger, mux: http.NewServeMux()}
+	n := &Node{cfg: cfg, logger: logger, mux: http.NewServeMux(), metrics: prometheus.NewRegistry()}
+	n.mux.Handle("/metrics", promhttp.HandlerFor(n.metrics, promhttp.HandlerOpts{}))
 	if cfg.Key != "" {
 		id, err := keys.LoadIdentity(cfg.Key)
 		if err != nil {
@@ -204,10 +210,11 @@ func (n *Node) startWitnessRole(closers *[]func() error) error {
 		logs = append(logs, witness.Log{VKey: b.VKey})
 	}
 	w, err := witness.New(witness.Options{
-		Dir:      filepath.Join(n.cfg.State, "witness"),
-		Identity: n.identity,
-		Logs:     logs,
-		Logger:   n.logger.With("role", "witness"),
+		Dir:        filepath.Join(n.cfg.State, "witness"),
+		Identity:   n.identity,
+		Logs:       logs,
+		Logger:     n.logger.With("role", "witness"),
+		Registerer: n.metrics,
 	})
 	if err != nil {
 		return err
@@ -263,11 +270,12 @@ func (n *Node) startSubstituter() error {
 		return err
 	}
 	opts := substituter.Options{
-		Decider:   QuorumDecider{Index: n.index, Policy: n.policy},
-		Key:       key,
-		Upstreams: n.cfg.Upstreams,
-		Logger:    n.logger.With("role", "substituter"),
-		NARCache:  substituter.NARCacheOptions{Dir: n.cfg.NARCache.Dir, MaxBytes: int64(n.cfg.NARCache.MaxSize)},
+		Decider:    QuorumDecider{Index: n.index, Policy: n.policy},
+		Key:        key,
+		Upstreams:  n.cfg.Upstreams,
+		Logger:     n.logger.With("role", "substituter"),
+		Registerer: n.metrics,
+		NARCache:   substituter.NARCacheOptions{Dir: n.cfg.NARCache.Dir, MaxBytes: int64(n.cfg.NARCache.MaxSize)},
 	}
 	if n.identity != nil {
 		// A builder also offers the paths in its own store, checked like
@@ -282,7 +290,6 @@ func (n *Node) startSubstituter() error {
 	n.mux.Handle("/nix-cache-info", sub)
 	n.mux.Handle("/nar/", sub)
 	n.mux.Handle("/realisations/", sub)
-	n.mux.Handle("/metrics", sub.Metrics())
 	return nil
 }
 

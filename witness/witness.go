@@ -134,6 +134,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -161,6 +162,9 @@ type Options struct {
 	// Logger receives one line per refused request and an error per split
 	// view. Default slog.Default().
 	Logger *slog.Logger
+	// Registerer, if set, receives the witness's metrics:
+	// vouch_witness_requests_total{code} and vouch_witness_split_views_total.
+	Registerer prometheus.Registerer
 }
 
 // Witness is a running witness. It is an http.Handler and safe for
@@ -173,6 +177,9 @@ type Witness struct {
 	logger   *slog.Logger
 	lock     *os.File
 	closed   atomic.Bool
+
+	requests   *prometheus.CounterVec // by HTTP status
+	splitViews prometheus.Counter
 }
 
 // New opens the witness state in opts.Dir, loading the record of every
@@ -205,6 +212,21 @@ func New(opts Options) (*Witness, error) {
 		cosigner: cs,
 		vkey:     vkey,
 		logger:   logger.With("role", "witness"),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vouch_witness_requests_total",
+			Help: "add-checkpoint requests by HTTP status: 200 cosigned, 409 stale old size or split view, 422 bad proof, 403 bad signature, 404 unknown log.",
+		}, []string{"code"}),
+		splitViews: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vouch_witness_split_views_total",
+			Help: "Validly signed checkpoints refused because the witness cosigned another tree of the same size (evidence kept in STATE/witness/evidence).",
+		}),
+	}
+	if opts.Registerer != nil {
+		for _, c := range []prometheus.Collector{w.requests, w.splitViews} {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("witness: metrics: %w", err)
+			}
+		}
 	}
 	for _, l := range opts.Logs {
 		v, err := keys.NewVerifier(l.VKey)
@@ -289,6 +311,7 @@ func (w *Witness) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code, answer, contentType := w.addCheckpoint(body)
+	w.requests.WithLabelValues(strconv.Itoa(code)).Inc()
 	switch {
 	case code == http.StatusOK:
 	case contentType == tlogSize:
@@ -395,6 +418,7 @@ func (w *Witness) addCheckpoint(body []byte) (int, string, string) {
 // splitView answers a validly signed checkpoint with the recorded size but
 // another root, after keeping both as evidence. The caller holds log.mu.
 func (w *Witness) splitView(log *logState, cp checkpoint, signed []byte) (int, string, string) {
+	w.splitViews.Inc()
 	evidence, err := log.saveEvidence(filepath.Join(w.dir, "evidence"), cp, signed)
 	w.logger.Error("SPLIT VIEW: the log signed two different trees of the same size; refusing to cosign",
 		"origin", log.origin, "size", cp.Size, "cosigned_root", log.cp.Root.String(), "conflicting_root", cp.Root.String(),
