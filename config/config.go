@@ -289,6 +289,12 @@ func (c *Config) StoreDir() string {
 	return filepath.Join(c.Store, "nix", "store")
 }
 
+// isHTTPURL reports whether s is an absolute http:// or https:// URL.
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
 // Validate checks the config and explains the first problem it finds.
 func (c *Config) Validate() error {
 	var errs []error
@@ -348,8 +354,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, u := range c.Upstreams {
-		pu, err := url.Parse(u.URL)
-		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		if !isHTTPURL(u.URL) {
 			bad("upstream #%d: url %q must be http:// or https://", i+1, u.URL)
 		}
 	}
@@ -366,7 +371,7 @@ func (c *Config) Validate() error {
 		if _, err := fnote.NewVerifierForCosignatureV1(w.VKey); err != nil {
 			bad("%s: vkey: %v (want the cosignature key a witness prints, name+hex8+base64 starting with type 0x04)", where, err)
 		}
-		if pu, err := url.Parse(w.URL); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		if !isHTTPURL(w.URL) {
 			bad("%s: url %q must be http:// or https://", where, w.URL)
 		}
 	}

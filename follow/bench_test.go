@@ -13,6 +13,7 @@ import (
 
 	"github.com/vouch-dev/vouch/config"
 	"github.com/vouch-dev/vouch/internal/gctune"
+	"github.com/vouch-dev/vouch/internal/memtlog"
 )
 
 // benchClaims is the log size BenchmarkSync syncs: VOUCH_BENCH_CLAIMS,
@@ -41,7 +42,7 @@ func BenchmarkSync(b *testing.B) {
 	n := benchClaims(b)
 	l := newTileLog(b, "bench")
 	srv := newSwitchServer(b, l.publishStream(n, func(i int) []byte { return testClaim(b, "s-"+strconv.Itoa(i), "out") }))
-	l.hashes = nil
+	l.tree = memtlog.Tree{}
 	debug.FreeOSMemory() // return the generator's memory before measuring
 
 	var total time.Duration

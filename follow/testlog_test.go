@@ -21,6 +21,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/internal/memtlog"
 )
 
 // tileLog writes a C2SP tlog-tiles log directly with sumdb/tlog: bundles,
@@ -34,7 +35,7 @@ type tileLog struct {
 	name   string
 
 	entries [][]byte
-	hashes  []tlog.Hash // stored hashes, tlog order
+	tree    memtlog.Tree // the entries' Merkle tree
 }
 
 func newTileLog(t testing.TB, name string) *tileLog {
@@ -58,24 +59,9 @@ func (l *tileLog) fork(n int) *tileLog {
 	return f
 }
 
-func (l *tileLog) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(indexes))
-	for i, x := range indexes {
-		if x >= int64(len(l.hashes)) {
-			return nil, fmt.Errorf("hash %d not stored", x)
-		}
-		out[i] = l.hashes[x]
-	}
-	return out, nil
-}
-
 func (l *tileLog) add(entry []byte) {
-	hs, err := tlog.StoredHashes(int64(len(l.entries)), entry, l)
-	if err != nil {
-		l.t.Fatal(err)
-	}
+	l.tree.Add(entry)
 	l.entries = append(l.entries, entry)
-	l.hashes = append(l.hashes, hs...)
 }
 
 // addClaims adds n nix claims with subjects prefix-0, prefix-1, …
@@ -86,7 +72,7 @@ func (l *tileLog) addClaims(prefix string, n int, output string) {
 }
 
 func (l *tileLog) root(n int) tlog.Hash {
-	h, err := tlog.TreeHash(int64(n), l)
+	h, err := l.tree.Root(int64(n))
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -118,7 +104,7 @@ func (l *tileLog) publish(n int) string {
 		}
 	}
 	for _, t := range tlog.NewTiles(8, 0, int64(n)) {
-		data, err := tlog.ReadTileData(t, l)
+		data, err := tlog.ReadTileData(t, &l.tree)
 		if err != nil {
 			l.t.Fatal(err)
 		}
@@ -153,11 +139,7 @@ func (l *tileLog) publishStream(n int, gen func(i int) []byte) string {
 	var bundle []byte
 	for i := 0; i < n; i++ {
 		e := gen(i)
-		hs, err := tlog.StoredHashes(int64(i), e, l)
-		if err != nil {
-			l.t.Fatal(err)
-		}
-		l.hashes = append(l.hashes, hs...)
+		l.tree.Add(e)
 		bundle = binary.BigEndian.AppendUint16(bundle, uint16(len(e)))
 		bundle = append(bundle, e...)
 		if (i+1)%256 == 0 || i == n-1 {
@@ -166,7 +148,7 @@ func (l *tileLog) publishStream(n int, gen func(i int) []byte) string {
 		}
 	}
 	for _, t := range tlog.NewTiles(8, 0, int64(n)) {
-		data, err := tlog.ReadTileData(t, l)
+		data, err := tlog.ReadTileData(t, &l.tree)
 		if err != nil {
 			l.t.Fatal(err)
 		}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/internal/memtlog"
 )
 
 func entry(t testing.TB, i int, output string) ([]byte, *claim.Claim) {
@@ -50,17 +51,6 @@ func batch(t testing.TB, first, n int, output string) *Batch {
 	return b
 }
 
-// refTree is a reference Merkle tree kept by sumdb/tlog itself.
-type refTree []tlog.Hash
-
-func (r refTree) ReadHashes(ix []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(ix))
-	for i, x := range ix {
-		out[i] = r[x]
-	}
-	return out, nil
-}
-
 func checkpointNote(origin string, size uint64, root tlog.Hash) *Checkpoint {
 	note := fmt.Sprintf("%s\n%d\n%s\n\n— %s AAAA\n", origin, size, base64.StdEncoding.EncodeToString(root[:]), origin)
 	cp, err := ParseCheckpointBody([]byte(note))
@@ -79,23 +69,19 @@ func TestTreeMatchesTlog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer x.Close()
-	var ref refTree
+	var ref memtlog.Tree // the reference: sumdb/tlog's own tree
 	n := 0
 	for _, size := range []int{1, 254, 1, 300, 256 * 3, 5} {
 		b := batch(t, n, size, "o")
 		if c, err := x.Append(id, b); err != nil || c != nil {
 			t.Fatal(c, err)
 		}
-		for i, e := range b.Entries {
-			hs, err := tlog.StoredHashes(int64(n+i), e, ref)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ref = append(ref, hs...)
+		for _, e := range b.Entries {
+			ref.Add(e)
 		}
 		n += size
 		for _, m := range []int{1, max(1, n/2), max(1, n-1), n} {
-			want, _ := tlog.TreeHash(int64(m), ref)
+			want, _ := ref.Root(int64(m))
 			got, err := x.RootAt(id, uint64(m))
 			if err != nil || got != want {
 				t.Fatalf("root at %d of %d: %v %v, want %v", m, n, got, err, want)
@@ -104,7 +90,7 @@ func TestTreeMatchesTlog(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			root, _ := tlog.TreeHash(int64(n), ref)
+			root, _ := ref.Root(int64(n))
 			if err := tlog.CheckRecord(p, int64(n), root, int64(m-1), b0(t, m-1)); err != nil {
 				t.Fatalf("record proof %d in %d: %v", m-1, n, err)
 			}
@@ -312,19 +298,15 @@ func TestProofsFromEveryLayout(t *testing.T) {
 			t.Fatal(c, err)
 		}
 	}
-	var ref refTree
+	var ref memtlog.Tree
 	for i := 0; i < n; i++ {
-		hs, err := tlog.StoredHashes(int64(i), mustEntry(t, i), ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ref = append(ref, hs...)
+		ref.Add(mustEntry(t, i))
 	}
-	root, _ := tlog.TreeHash(n, ref)
+	root, _ := ref.Root(n)
 	check := func(x *Index) {
 		t.Helper()
 		for _, size := range []int64{n, tileWidth * tileWidth, 1000} {
-			want, _ := tlog.TreeHash(size, ref)
+			want, _ := ref.Root(size)
 			for i := int64(0); i < size; i += 1 + size/300 {
 				p, err := x.ProveRecord(id, uint64(size), uint64(i))
 				if err != nil {

@@ -8,57 +8,37 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/internal/memtlog"
 )
 
 // memSource is an in-memory Source: one real RFC 6962 tree per builder
 // (golang.org/x/mod/sumdb/tlog) over the canonical claim encodings, so the
 // inclusion proofs Decide attaches can be checked like a follower's.
 type memSource struct {
-	logs        map[string]*memLog
+	logs        map[string]*memtlog.Tree
 	bySubject   map[string][]Entry
 	compromised map[string]bool
 	failClaims  error // returned by Claims when set
 	failProofs  error // returned by InclusionProof when set
 }
 
-type memLog struct {
-	hashes []tlog.Hash // stored hashes, as tlog.StoredHashes lays them out
-	n      int64       // number of records
-}
-
-func (l *memLog) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(indexes))
-	for i, x := range indexes {
-		if x < 0 || x >= int64(len(l.hashes)) {
-			return nil, fmt.Errorf("hash %d not stored", x)
-		}
-		out[i] = l.hashes[x]
-	}
-	return out, nil
-}
-
 func newMemSource() *memSource {
-	return &memSource{logs: map[string]*memLog{}, bySubject: map[string][]Entry{}, compromised: map[string]bool{}}
+	return &memSource{logs: map[string]*memtlog.Tree{}, bySubject: map[string][]Entry{}, compromised: map[string]bool{}}
 }
 
 // add appends c to builder's log and indexes it.
 func (s *memSource) add(builder string, c *claim.Claim) Entry {
 	l := s.logs[builder]
 	if l == nil {
-		l = &memLog{}
+		l = &memtlog.Tree{}
 		s.logs[builder] = l
 	}
 	data, err := c.Marshal()
 	if err != nil {
 		panic(err)
 	}
-	hs, err := tlog.StoredHashes(l.n, data, l)
-	if err != nil {
-		panic(err)
-	}
-	l.hashes = append(l.hashes, hs...)
-	e := Entry{Builder: builder, Claim: c, Index: uint64(l.n)}
-	l.n++
+	e := Entry{Builder: builder, Claim: c, Index: uint64(l.N())}
+	l.Add(data)
 	s.bySubject[c.Key()] = append(s.bySubject[c.Key()], e)
 	return e
 }
@@ -66,11 +46,11 @@ func (s *memSource) add(builder string, c *claim.Claim) Entry {
 // root is the tree hash of builder's log at its current size.
 func (s *memSource) root(builder string) (int64, tlog.Hash) {
 	l := s.logs[builder]
-	h, err := tlog.TreeHash(l.n, l)
+	h, err := l.Root(l.N())
 	if err != nil {
 		panic(err)
 	}
-	return l.n, h
+	return l.N(), h
 }
 
 func (s *memSource) Claims(kind claim.Kind, subject string) ([]Entry, error) {
@@ -87,10 +67,10 @@ func (s *memSource) InclusionProof(builder string, index uint64) (uint64, [][]by
 		return 0, nil, s.failProofs
 	}
 	l := s.logs[builder]
-	if l == nil || int64(index) >= l.n {
+	if l == nil || int64(index) >= l.N() {
 		return 0, nil, fmt.Errorf("no entry %d in %s", index, builder)
 	}
-	p, err := tlog.ProveRecord(l.n, int64(index), l)
+	p, err := tlog.ProveRecord(l.N(), int64(index), l)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -98,7 +78,7 @@ func (s *memSource) InclusionProof(builder string, index uint64) (uint64, [][]by
 	for i := range p {
 		proof[i] = append([]byte(nil), p[i][:]...)
 	}
-	return uint64(l.n), proof, nil
+	return uint64(l.N()), proof, nil
 }
 
 // Claims for tests: one subject, outputs named by a letter.

@@ -14,7 +14,7 @@ import (
 func BenchmarkAddCheckpoint(b *testing.B) {
 	const batch = 512
 	bob := &memLog{id: identityFromSeed(b, "bob", 2)}
-	bob.append(b, 100000+batch)
+	bob.append(100000 + batch)
 	grow := make([][]byte, batch)
 	for i := range grow {
 		old, size := int64(100000+i), int64(100000+i+1)

@@ -12,7 +12,7 @@ func TestDocExample(t *testing.T) {
 	bob := &memLog{id: identityFromSeed(t, "bob", 2)}
 	at := time.Unix(1735922765, 0)
 	tw := startWitness(t, t.TempDir(), alice, func() time.Time { return at }, bob.id)
-	bob.append(t, 3)
+	bob.append(3)
 	if code, answer, _ := tw.post(t, requestBody(0, nil, bob.checkpoint(t, 1))); code != 200 {
 		t.Fatalf("%d %q", code, answer)
 	}

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/vouch-dev/vouch/internal/memtlog"
 	"github.com/vouch-dev/vouch/keys"
 )
 
@@ -43,35 +44,17 @@ func identityFromSeed(t testing.TB, name string, seed byte) *keys.Identity {
 	return &keys.Identity{Name: name, Signer: signer, Private: priv, VerifierKey: vkey}
 }
 
-// memLog is a real Merkle log held in memory (tlog's stored hashes), signed
-// by id: the source of genuine checkpoints and consistency proofs.
+// memLog is a real Merkle log held in memory, signed by id: the source of
+// genuine checkpoints and consistency proofs.
 type memLog struct {
-	id     *keys.Identity
-	fork   string // entries of a second history differ by this text
-	size   int64
-	hashes []tlog.Hash
+	id   *keys.Identity
+	fork string // entries of a second history differ by this text
+	memtlog.Tree
 }
 
-func (l *memLog) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(indexes))
-	for i, x := range indexes {
-		if x >= int64(len(l.hashes)) {
-			return nil, fmt.Errorf("hash %d not stored", x)
-		}
-		out[i] = l.hashes[x]
-	}
-	return out, nil
-}
-
-func (l *memLog) append(t testing.TB, n int) {
-	t.Helper()
+func (l *memLog) append(n int) {
 	for range n {
-		hs, err := tlog.StoredHashes(l.size, fmt.Appendf(nil, "%s%s entry %d", l.id.Name, l.fork, l.size), l)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l.hashes = append(l.hashes, hs...)
-		l.size++
+		l.Add(fmt.Appendf(nil, "%s%s entry %d", l.id.Name, l.fork, l.N()))
 	}
 }
 
@@ -80,7 +63,7 @@ func (l *memLog) root(t testing.TB, n int64) tlog.Hash {
 	if n == 0 {
 		return sha256.Sum256(nil)
 	}
-	h, err := tlog.TreeHash(n, l)
+	h, err := l.Root(n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +73,7 @@ func (l *memLog) root(t testing.TB, n int64) tlog.Hash {
 // forkAt returns a second history of the same log that shares the first
 // n entries and then differs.
 func (l *memLog) forkAt(n int64) *memLog {
-	return &memLog{id: l.id, fork: l.fork + " fork", size: n, hashes: append([]tlog.Hash{}, l.hashes[:tlog.StoredHashCount(n)]...)}
+	return &memLog{id: l.id, fork: l.fork + " fork", Tree: *l.Prefix(n)}
 }
 
 // checkpoint returns the log's signed checkpoint of size n.
@@ -113,7 +96,7 @@ func (l *memLog) proof(t testing.TB, old, n int64) tlog.TreeProof {
 	if old == 0 || old == n {
 		return nil
 	}
-	p, err := tlog.ProveTree(n, old, l)
+	p, err := tlog.ProveTree(n, old, &l.Tree)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +234,7 @@ func TestFirstCheckpointThenGrowth(t *testing.T) {
 	now := clock
 	tw := startWitness(t, t.TempDir(), identityFromSeed(t, "alice", 1), func() time.Time { return now }, bob.id)
 
-	bob.append(t, 5)
+	bob.append(5)
 	cp5 := bob.checkpoint(t, 5)
 	code, answer, ctype := tw.post(t, requestBody(0, nil, cp5))
 	if code != 200 || !strings.HasPrefix(ctype, "text/plain") {
@@ -265,8 +248,8 @@ func TestFirstCheckpointThenGrowth(t *testing.T) {
 	// Every size the log grows through, with a real consistency proof.
 	for _, size := range []int64{6, 8, 13, 64, 100} {
 		now = now.Add(90 * time.Second)
-		old := bob.size
-		bob.append(t, int(size-bob.size))
+		old := bob.N()
+		bob.append(int(size - bob.N()))
 		cp := bob.checkpoint(t, size)
 		code, answer, _ := tw.post(t, requestBody(old, bob.proof(t, old, size), cp))
 		if code != 200 {
@@ -290,19 +273,19 @@ func TestRefusals(t *testing.T) {
 	alice := identityFromSeed(t, "alice", 1)
 	bob := &memLog{id: identityFromSeed(t, "bob", 2)}
 	tw := startWitness(t, t.TempDir(), alice, fixedClock, bob.id)
-	bob.append(t, 10)
+	bob.append(10)
 	if code, answer, _ := tw.post(t, requestBody(0, nil, bob.checkpoint(t, 4))); code != 200 {
 		t.Fatalf("first checkpoint: %d %q", code, answer)
 	}
 
 	carol := &memLog{id: identityFromSeed(t, "carol", 3)}
-	carol.append(t, 3)
+	carol.append(3)
 	forger := identityFromSeed(t, "bob", 4) // bob's name, another key
 	goodProof := bob.proof(t, 4, 10)
 	badProof := append(tlog.TreeProof{}, goodProof...)
 	badProof[0][0] ^= 1
 	otherTree := bob.forkAt(0)
-	otherTree.append(t, 11) // bob's key, but other entries
+	otherTree.append(11) // bob's key, but other entries
 	for _, c := range []struct {
 		name  string
 		body  []byte
@@ -344,9 +327,9 @@ func TestSplitViewRefusedAndKeptAsEvidence(t *testing.T) {
 	bob := &memLog{id: identityFromSeed(t, "bob", 2)}
 	dir := t.TempDir()
 	tw := startWitness(t, dir, identityFromSeed(t, "alice", 1), fixedClock, bob.id)
-	bob.append(t, 7)
+	bob.append(7)
 	fork := bob.forkAt(3) // bob signs a second history
-	fork.append(t, 4)
+	fork.append(4)
 	cosigned, conflicting := bob.checkpoint(t, 7), fork.checkpoint(t, 7)
 
 	if code, answer, _ := tw.post(t, requestBody(0, nil, cosigned)); code != 200 {
@@ -381,7 +364,7 @@ func TestSplitViewRefusedAndKeptAsEvidence(t *testing.T) {
 		t.Fatalf("the split view was not logged as an error:\n%s", tw.logText())
 	}
 	// The fork cannot be cosigned later either, at any size.
-	fork.append(t, 2)
+	fork.append(2)
 	if code, answer, _ := tw.post(t, requestBody(7, fork.proof(t, 7, 9), fork.checkpoint(t, 9))); code != 422 {
 		t.Fatalf("growth of the fork: %d %q", code, answer)
 	}
@@ -392,7 +375,7 @@ func TestRestartKeepsRecord(t *testing.T) {
 	bob := &memLog{id: identityFromSeed(t, "bob", 2)}
 	dir := filepath.Join(t.TempDir(), "witness")
 	tw := startWitness(t, dir, alice, fixedClock, bob.id)
-	bob.append(t, 20)
+	bob.append(20)
 	if code, answer, _ := tw.post(t, requestBody(0, nil, bob.checkpoint(t, 12))); code != 200 {
 		t.Fatalf("%d %q", code, answer)
 	}
@@ -424,7 +407,7 @@ func TestRecordUnderAnotherKeyRefusesToStart(t *testing.T) {
 	bob := &memLog{id: identityFromSeed(t, "bob", 2)}
 	dir := t.TempDir()
 	tw := startWitness(t, dir, alice, fixedClock, bob.id)
-	bob.append(t, 2)
+	bob.append(2)
 	if code, answer, _ := tw.post(t, requestBody(0, nil, bob.checkpoint(t, 2))); code != 200 {
 		t.Fatalf("%d %q", code, answer)
 	}
@@ -441,9 +424,9 @@ func TestRecordUnderAnotherKeyRefusesToStart(t *testing.T) {
 // must belong to one history.
 func TestConcurrentForksOneCosigned(t *testing.T) {
 	bob := &memLog{id: identityFromSeed(t, "bob", 2)}
-	bob.append(t, 40)
+	bob.append(40)
 	fork := bob.forkAt(8)
-	fork.append(t, 32)
+	fork.append(32)
 	tw := startWitness(t, t.TempDir(), identityFromSeed(t, "alice", 1), fixedClock, bob.id)
 	if code, answer, _ := tw.post(t, requestBody(0, nil, bob.checkpoint(t, 8))); code != 200 {
 		t.Fatalf("%d %q", code, answer)
@@ -526,9 +509,9 @@ func TestNewValidates(t *testing.T) {
 // panic, and it may cosign only checkpoints of bob's one real history.
 func FuzzAddCheckpoint(f *testing.F) {
 	bob := &memLog{id: identityFromSeed(f, "bob", 2)}
-	bob.append(f, 12)
+	bob.append(12)
 	fork := bob.forkAt(3) // shares 3 entries with the record of size 5
-	fork.append(f, 9)
+	fork.append(9)
 	f.Add(requestBody(5, bob.proof(f, 5, 12), bob.checkpoint(f, 12)))
 	f.Add(requestBody(5, nil, bob.checkpoint(f, 5)))
 	f.Add(requestBody(5, fork.proof(f, 5, 12), fork.checkpoint(f, 12)))
@@ -563,7 +546,7 @@ func TestUnrecordableCheckpointNotCosigned(t *testing.T) {
 	bob := &memLog{id: identityFromSeed(t, "bob", 2)}
 	dir := t.TempDir()
 	tw := startWitness(t, dir, identityFromSeed(t, "alice", 1), fixedClock, bob.id)
-	bob.append(t, 9)
+	bob.append(9)
 	if code, answer, _ := tw.post(t, requestBody(0, nil, bob.checkpoint(t, 4))); code != 200 {
 		t.Fatalf("%d %q", code, answer)
 	}
