@@ -38,6 +38,12 @@ func ValidStorePath(p string) error {
 	if !ok {
 		return fmt.Errorf("%q is not in %s", trunc(p), StoreDir)
 	}
+	return validBaseName(base)
+}
+
+// validBaseName checks that base is a store path's basename,
+// "<32 nix32 chars>-<name>", as ValidStorePath does for a full path.
+func validBaseName(base string) error {
 	if len(base) < 34 || base[32] != '-' || !isNix32(base[:32]) {
 		return fmt.Errorf("%q does not start with a 32-character Nix hash and '-'", trunc(base))
 	}
@@ -49,13 +55,21 @@ func ValidStorePath(p string) error {
 		return fmt.Errorf("store path name %q starts with '.'", trunc(name))
 	}
 	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("+-._?=", c) >= 0) {
-			return fmt.Errorf("store path name %q has the forbidden character %q", trunc(name), c)
+		if !isNameChar[name[i]] {
+			return fmt.Errorf("store path name %q has the forbidden character %q", trunc(name), name[i])
 		}
 	}
 	return nil
 }
+
+// isNameChar is a lookup table of the characters Nix allows in a store
+// path's name.
+var isNameChar = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("+-._?=", byte(c)) >= 0
+	}
+	return t
+}()
 
 // HashPart returns the 32-character hash of a valid store path or basename.
 func HashPart(p string) string {
