@@ -131,8 +131,11 @@ type Index struct {
 	// sortedConfigured is byName's logs sorted by name; like byName it is
 	// set by Open and never changed.
 	sortedConfigured []LogID
-	logs             map[LogID]*logMeta // every log with a bucket
-	bySeq            map[uint32]LogID
+	// configuredKeys[i] is sortedConfigured[i].bucketKey(), made once: a
+	// verdict opens every configured log's bucket.
+	configuredKeys [][]byte
+	logs           map[LogID]*logMeta // every log with a bucket
+	bySeq          map[uint32]LogID
 
 	hashes hashCache
 
@@ -209,6 +212,9 @@ func Open(path string, configured ...LogID) (*Index, error) {
 		x.sortedConfigured = append(x.sortedConfigured, id)
 	}
 	sort.Slice(x.sortedConfigured, func(i, j int) bool { return x.sortedConfigured[i].Name < x.sortedConfigured[j].Name })
+	for _, id := range x.sortedConfigured {
+		x.configuredKeys = append(x.configuredKeys, id.bucketKey())
+	}
 	return x, nil
 }
 

@@ -30,10 +30,18 @@ type view struct {
 	logsB *bolt.Bucket // logs/, opened on first use
 	logs  []viewLog    // the configured logs, sorted by builder name
 	proof tlog.RecordProof
+
+	// The proofs a view hands out are carved from these, allocated on
+	// the first proof of each View (and again if they run out), so that
+	// a verdict's proofs cost two allocations, not two per vote. They
+	// belong to the callers: a view never writes them again.
+	proofData   []byte
+	proofSlices [][]byte
 }
 
 type viewLog struct {
 	id          LogID
+	key         []byte // id.bucketKey()
 	seq         uint32
 	complete    uint64 // the view returns and proves entries below it only
 	compromised bool
@@ -56,7 +64,7 @@ func (x *Index) View(fn func(verdict.Source) error) error {
 	v.logs = slices.Grow(v.logs[:0], len(x.sortedConfigured))[:len(x.sortedConfigured)]
 	for i, id := range x.sortedConfigured {
 		l := &v.logs[i]
-		*l = viewLog{id: id}
+		*l = viewLog{id: id, key: x.configuredKeys[i]}
 		if m := x.logs[id]; m != nil {
 			l.seq, l.complete, l.compromised = m.seq, m.complete, m.compromised
 		}
@@ -70,6 +78,7 @@ func (x *Index) View(fn func(verdict.Source) error) error {
 	// Nothing of the transaction may outlive it.
 	clear(v.logs)
 	v.tx, v.logsB = nil, nil
+	v.proofData, v.proofSlices = nil, nil
 	views.Put(v)
 	return err
 }
@@ -102,7 +111,7 @@ func (v *view) open(l *viewLog) *viewLog {
 		if v.logsB == nil {
 			v.logsB = v.tx.Bucket(bucketLogs)
 		}
-		l.b = v.logsB.Bucket(l.id.bucketKey())
+		l.b = v.logsB.Bucket(l.key)
 		if l.b != nil {
 			l.claims = l.b.Bucket(bucketClaims).Cursor()
 			l.hashes.b = l.b.Bucket(bucketTiles)
@@ -164,10 +173,14 @@ func (v *view) InclusionProof(builder string, index uint64) (uint64, [][]byte, e
 		return 0, nil, err
 	}
 	v.proof = p
-	// The caller keeps the proof: copy it out of the scratch space, one
-	// allocation for the hashes and one for the slices.
-	data := make([]byte, len(p)*tlog.HashSize)
-	proof := make([][]byte, len(p))
+	// The caller keeps the proof: copy it out of the scratch space.
+	if len(v.proofSlices) < len(p) {
+		// Room for one proof of this length from every log.
+		n := max(len(p)*len(v.logs), len(p))
+		v.proofData, v.proofSlices = make([]byte, n*tlog.HashSize), make([][]byte, n)
+	}
+	data, proof := v.proofData[:len(p)*tlog.HashSize], v.proofSlices[:len(p):len(p)]
+	v.proofData, v.proofSlices = v.proofData[len(data):], v.proofSlices[len(p):]
 	for i := range p {
 		proof[i] = data[i*tlog.HashSize : (i+1)*tlog.HashSize : (i+1)*tlog.HashSize]
 		copy(proof[i], p[i][:])
