@@ -82,7 +82,18 @@ type Quorum struct {
 	// Witnesses is how many of the listed witnesses must have cosigned a
 	// log's checkpoint before the follower believes it. Default 0.
 	Witnesses int `toml:"witnesses"`
+	// WitnessMaxAge is how old the Witnesses-th newest cosignature of a
+	// log's latest checkpoint may be before the follower reports the log
+	// as possibly frozen. Unset: DefaultWitnessMaxAge when Witnesses ≥ 1;
+	// "0s" turns the check off.
+	WitnessMaxAge *Duration `toml:"witness-max-age"`
 }
+
+// DefaultWitnessMaxAge is quorum.witness-max-age when it is not set. Logs
+// have their unchanged checkpoints cosigned again every 10 minutes
+// (tessera's default republish interval); a day leaves room for witnesses
+// that are down for a while.
+const DefaultWitnessMaxAge = 24 * time.Hour
 
 // Upstream is a binary cache or peer NAR bytes may come from.
 type Upstream struct {
@@ -255,6 +266,9 @@ func (c *Config) Defaults() {
 	if c.Quorum.OnConflict == "" {
 		c.Quorum.OnConflict = OnConflictRefuse
 	}
+	if c.Quorum.WitnessMaxAge == nil && c.Quorum.Witnesses > 0 {
+		c.Quorum.WitnessMaxAge = &Duration{DefaultWitnessMaxAge}
+	}
 	if c.Quorum.Min == 0 && len(c.Builders) > 0 {
 		// A strict majority of the configured weight: the safe default.
 		c.Quorum.Min = c.TotalWeight()/2 + 1
@@ -377,6 +391,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Quorum.Witnesses < 0 || c.Quorum.Witnesses > len(c.Witnesses) {
 		bad("quorum.witnesses = %d can never be met with %d [[witness]] entries configured", c.Quorum.Witnesses, len(c.Witnesses))
+	}
+	if age := c.Quorum.WitnessMaxAge; age != nil && age.Duration < 0 {
+		bad("quorum.witness-max-age = %v is negative", age.Duration)
+	}
+	if age := c.Quorum.WitnessMaxAge; age != nil && age.Duration > 0 && c.Quorum.Witnesses == 0 {
+		bad("quorum.witness-max-age = %v needs quorum.witnesses ≥ 1: a checkpoint's age is read from its witnesses' cosignatures", age.Duration)
 	}
 	if c.ServeWitness && (c.Key == "" || len(c.Builders) == 0) {
 		bad("serve-witness needs a key to cosign with and [[builder]] logs to witness")

@@ -137,12 +137,21 @@ func TestWitnesses(t *testing.T) {
 	if err != nil || len(c.Witnesses) != 1 || c.Quorum.Witnesses != 1 {
 		t.Fatalf("a valid witness config: %+v %v", c, err)
 	}
+	if age := c.Quorum.WitnessMaxAge; age == nil || age.Duration != DefaultWitnessMaxAge {
+		t.Fatalf("witness-max-age defaults to %v with witnesses, got %v", DefaultWitnessMaxAge, age)
+	}
+	c, err = Parse([]byte(bld("a", a) + wit("w1", cosig, "http://127.0.0.1:1/witness/") + "[quorum]\nwitnesses = 1\nwitness-max-age = \"0s\"\n"))
+	if err != nil || c.Quorum.WitnessMaxAge == nil || c.Quorum.WitnessMaxAge.Duration != 0 {
+		t.Fatalf("witness-max-age = 0s turns the check off: %+v %v", c.Quorum.WitnessMaxAge, err)
+	}
 	for name, tc := range map[string]struct{ toml, want string }{
-		"not a key":         {wit("w1", "w1+0000+AQ==", "http://x/"), "cosignature key"},
-		"duplicate":         {wit("w1", cosig, "http://x/") + wit("w1", cosig, "http://y/"), "duplicate witness name"},
-		"bad url":           {wit("w1", cosig, "ftp://x/"), "must be http"},
-		"unreachable":       {wit("w1", cosig, "http://x/") + "[quorum]\nwitnesses = 2\n", "can never be met"},
-		"serve without key": {"serve-witness = true\n" + bld("a", a), "needs a key"},
+		"not a key":             {wit("w1", "w1+0000+AQ==", "http://x/"), "cosignature key"},
+		"duplicate":             {wit("w1", cosig, "http://x/") + wit("w1", cosig, "http://y/"), "duplicate witness name"},
+		"bad url":               {wit("w1", cosig, "ftp://x/"), "must be http"},
+		"unreachable":           {wit("w1", cosig, "http://x/") + "[quorum]\nwitnesses = 2\n", "can never be met"},
+		"serve without key":     {"serve-witness = true\n" + bld("a", a), "needs a key"},
+		"max age, no witnesses": {bld("a", a) + "[quorum]\nwitness-max-age = \"1h\"\n", "needs quorum.witnesses"},
+		"negative max age":      {wit("w1", cosig, "http://x/") + "[quorum]\nwitnesses = 1\nwitness-max-age = \"-1h\"\n", "negative"},
 	} {
 		_, err := Parse([]byte(tc.toml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -350,6 +350,9 @@ func (s *logSyncer) sync(ctx context.Context, progress func(Progress)) (r Result
 			return r
 		}
 	}
+	// A log that keeps showing an old checkpoint is reported once this
+	// round has indexed what that checkpoint holds (witnesses.go).
+	staleErr := s.witnesses.stale(raw, s.verifier)
 	if st.Checkpoint == nil || cp.Size > st.Checkpoint.Size {
 		// Evidence above needs only the log's signature; believing a new
 		// checkpoint needs the witnesses too (witnesses.go).
@@ -442,8 +445,10 @@ func (s *logSyncer) sync(ctx context.Context, progress func(Progress)) (r Result
 			// Every entry was checked against authenticated hashes, so this
 			// means the index itself is damaged, not that the log lied.
 			r.Err = fmt.Errorf("the indexed entries hash to %v, not to the signed root %v: the index is damaged; delete %s and sync again", root, cp.Root, s.idx.Path())
+			return r
 		}
 	}
+	r.Err = staleErr
 	return r
 }
 

@@ -61,6 +61,14 @@ func newCosigner(id *keys.Identity, now func() time.Time) (*cosigner, string, er
 	return &cosigner{name: v.Name(), hash: v.KeyHash(), key: id.Private, now: now}, vkey, nil
 }
 
+// NewCosigner returns a signer making id's cosignature/v1 signatures with
+// the time now gives, and the verifier key that checks them. The witness
+// server uses one with the wall clock; tests of how followers judge a
+// cosignature's age use fixed clocks.
+func NewCosigner(id *keys.Identity, now func() time.Time) (note.Signer, string, error) {
+	return newCosigner(id, now)
+}
+
 func (c *cosigner) Name() string    { return c.name }
 func (c *cosigner) KeyHash() uint32 { return c.hash }
 
