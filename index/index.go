@@ -108,8 +108,15 @@ var (
 	bucketLogs     = []byte("logs")
 	bucketSeqs     = []byte("seqs")
 	bucketEvidence = []byte("evidence")
-	bucketClaims   = []byte("claims")
-	bucketTiles    = []byte("tiles")
+	// Every log's entries, tiles and subject runs, each key prefixed by the
+	// log's sequence number (see logData).
+	bucketClaims = []byte("claims")
+	bucketTiles  = []byte("tiles")
+	// Where an earlier version kept them: buckets of these names inside
+	// each log's bucket, moved out by migrate.
+	legacyClaims = []byte("claims")
+	legacyTiles  = []byte("tiles")
+	legacyRuns   = []byte("runs")
 
 	keySeq         = []byte("seq")
 	keyCheckpoint  = []byte("checkpoint")
@@ -131,11 +138,8 @@ type Index struct {
 	// sortedConfigured is byName's logs sorted by name; like byName it is
 	// set by Open and never changed.
 	sortedConfigured []LogID
-	// configuredKeys[i] is sortedConfigured[i].bucketKey(), made once: a
-	// verdict opens every configured log's bucket.
-	configuredKeys [][]byte
-	logs           map[LogID]*logMeta // every log with a bucket
-	bySeq          map[uint32]LogID
+	logs             map[LogID]*logMeta // every log with a bucket
+	bySeq            map[uint32]LogID
 
 	hashes hashCache
 
@@ -171,7 +175,7 @@ func Open(path string, configured ...LogID) (*Index, error) {
 	}
 	x := &Index{db: db, byName: map[string]LogID{}, logs: map[LogID]*logMeta{}, bySeq: map[uint32]LogID{}}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketLogs, bucketSeqs, bucketEvidence} {
+		for _, name := range [][]byte{bucketLogs, bucketSeqs, bucketEvidence, bucketClaims, bucketTiles, bucketRuns} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -205,6 +209,10 @@ func Open(path string, configured ...LogID) (*Index, error) {
 		db.Close()
 		return nil, fmt.Errorf("index %s: %w (the index can be deleted and rebuilt by vouch sync)", path, err)
 	}
+	if err := x.migrate(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("index %s: moving logs to the current layout: %w (nothing was lost; the next start resumes)", path, err)
+	}
 	for _, id := range configured {
 		x.byName[id.Name] = id
 	}
@@ -212,9 +220,6 @@ func Open(path string, configured ...LogID) (*Index, error) {
 		x.sortedConfigured = append(x.sortedConfigured, id)
 	}
 	sort.Slice(x.sortedConfigured, func(i, j int) bool { return x.sortedConfigured[i].Name < x.sortedConfigured[j].Name })
-	for _, id := range x.sortedConfigured {
-		x.configuredKeys = append(x.configuredKeys, id.bucketKey())
-	}
 	return x, nil
 }
 
@@ -251,11 +256,6 @@ func (x *Index) logBucket(tx *bolt.Tx, id LogID, create bool) (*bolt.Bucket, err
 	}
 	if err := tx.Bucket(bucketSeqs).Put(seq, id.bucketKey()); err != nil {
 		return nil, err
-	}
-	for _, sub := range [][]byte{bucketClaims, bucketTiles, bucketRuns} {
-		if _, err := b.CreateBucket(sub); err != nil {
-			return nil, err
-		}
 	}
 	return b, nil
 }
@@ -482,7 +482,8 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 		if synced := getU64(lb, keySynced); synced != b.First {
 			return fmt.Errorf("index: log %s: batch starts at %d but the index holds entries up to %d", id, b.First, synced)
 		}
-		claims, runs := lb.Bucket(bucketClaims), lb.Bucket(bucketRuns)
+		d := x.data(tx, x.meta(id).seq)
+		claims, runs := d.claims, d.runs()
 		pathRuns, err := lb.CreateBucketIfNotExists(bucketPathRuns)
 		if err != nil {
 			return err
@@ -502,7 +503,7 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 			if n > maxIndex {
 				return fmt.Errorf("index: log %s: entry %d is beyond the index's limit of %d entries per log", id, n, maxIndex)
 			}
-			if err := claims.Put(u64(n), b.Entries[i]); err != nil {
+			if err := claims.Put(d.claimKey(n), b.Entries[i]); err != nil {
 				return err
 			}
 			if c == nil {
@@ -527,10 +528,10 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 			if i > 0 && maps[i-1].h == m.h {
 				oldIndex, seen = maps[i-1].n, true
 			} else {
-				oldIndex, seen = lookupRuns(runs, m.h[:])
+				oldIndex, seen = runs.Lookup(m.h[:])
 			}
 			if seen {
-				oldEntry := claims.Get(u64(oldIndex))
+				oldEntry := claims.Get(d.claimKey(oldIndex))
 				oc, err := claim.Parse(oldEntry)
 				if err != nil {
 					return fmt.Errorf("index: log %s: stored entry %d: %w", id, oldIndex, err)
@@ -551,10 +552,10 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 			run = putRecord(run, m.h[:], m.n)
 		}
 		newSubjects := uint64(len(run) / recordSize)
-		if err := addRun(runs, b.First, run); err != nil {
+		if err := runs.Add(b.First, run); err != nil {
 			return err
 		}
-		if err := appendHashes(lb.Bucket(bucketTiles), b.First, b.Hashes); err != nil {
+		if err := appendHashes(d.tiles, d.prefix, b.First, b.Hashes); err != nil {
 			return err
 		}
 		synced := b.First + uint64(len(b.Entries))
@@ -606,19 +607,21 @@ func (x *Index) Claims(kind claim.Kind, subject string) ([]verdict.Entry, error)
 // slice is shared: callers only read it.
 func (x *Index) configured() []LogID { return x.sortedConfigured }
 
-// entryFor reads entry n of log id (bucket lb) as an Entry. ok is false
-// when the entry is not yet covered by the log's complete checkpoint.
-func (x *Index) entryFor(lb *bolt.Bucket, id LogID, n uint64) (verdict.Entry, bool, error) {
+// entryFor reads entry n of log id as an Entry. ok is false when the entry
+// is not yet covered by the log's complete checkpoint.
+func (x *Index) entryFor(tx *bolt.Tx, id LogID, n uint64) (verdict.Entry, bool, error) {
 	x.mu.RLock()
 	var complete uint64
+	var seq uint32
 	if m := x.logs[id]; m != nil {
-		complete = m.complete
+		complete, seq = m.complete, m.seq
 	}
 	x.mu.RUnlock()
 	if n >= complete {
 		return verdict.Entry{}, false, nil
 	}
-	raw := lb.Bucket(bucketClaims).Get(u64(n))
+	key := claimKey(seq, n)
+	raw := tx.Bucket(bucketClaims).Get(key[:])
 	c, err := claim.Parse(raw)
 	if err != nil {
 		return verdict.Entry{}, false, fmt.Errorf("index: log %s: stored entry %d: %w", id, n, err)
@@ -700,7 +703,7 @@ func (x *Index) withHashes(id LogID, size uint64, fn func(*storedHashes) error) 
 		if err != nil {
 			return err
 		}
-		r := &storedHashes{b: lb.Bucket(bucketTiles), cache: &x.hashes}
+		r := &storedHashes{b: tx.Bucket(bucketTiles), cache: &x.hashes}
 		if known != nil {
 			r.seq, r.synced = known.seq, known.complete
 		} else {
@@ -709,6 +712,7 @@ func (x *Index) withHashes(id LogID, size uint64, fn func(*storedHashes) error) 
 				return fmt.Errorf("index: log %s: tree size %d is beyond the %d entries indexed", id, size, r.synced)
 			}
 		}
+		r.prefix = seqPrefix(r.seq)
 		return fn(r)
 	})
 }
@@ -721,7 +725,8 @@ func (x *Index) Entry(id LogID, n uint64) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		e = bytes.Clone(lb.Bucket(bucketClaims).Get(u64(n)))
+		key := claimKey(binary.BigEndian.Uint32(lb.Get(keySeq)), n)
+		e = bytes.Clone(tx.Bucket(bucketClaims).Get(key[:]))
 		if e == nil {
 			return fmt.Errorf("index: log %s has no entry %d indexed", id, n)
 		}
@@ -745,7 +750,7 @@ func (x *Index) Size() (int64, error) {
 func (x *Index) BytesPerClaim() (float64, error) {
 	var inuse, entries int64
 	err := x.db.View(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketLogs, bucketSeqs, bucketEvidence} {
+		for _, name := range [][]byte{bucketLogs, bucketSeqs, bucketEvidence, bucketClaims, bucketTiles, bucketRuns} {
 			s := tx.Bucket(name).Stats()
 			inuse += int64(s.BranchInuse + s.LeafInuse)
 		}

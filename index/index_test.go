@@ -326,12 +326,12 @@ func TestProofsFromEveryLayout(t *testing.T) {
 
 	rewritten := 0
 	err = x.db.Update(func(tx *bolt.Tx) error {
-		tiles := tx.Bucket(bucketLogs).Bucket(id.bucketKey()).Bucket(bucketTiles)
+		tiles, prefix := tx.Bucket(bucketTiles), seqPrefix(x.meta(id).seq)
 		for _, tile := range []struct {
 			level, n int
 			aux      int // hashes of the aux: auxHashes or legacyAuxHashes
 		}{{0, 0, legacyAuxHashes}, {0, 1, auxHashes}, {0, 2, legacyAuxHashes}, {0, 4, auxHashes}, {1, 0, legacyAuxHashes}} {
-			k := tileKey(tile.level, int64(tile.n))
+			k := tileKey(prefix, tile.level, int64(tile.n))
 			v := bytes.Clone(tiles.Get(k))
 			if len(v) != fullTileHashes*tlog.HashSize {
 				return fmt.Errorf("tile %v holds %d bytes", tile, len(v))
@@ -340,7 +340,7 @@ func TestProofsFromEveryLayout(t *testing.T) {
 				return err
 			}
 			// Heights 4 to 7 are the last 30 inner nodes.
-			if err := tiles.Put(auxKey(tile.level, int64(tile.n)), v[(fullTileHashes-tile.aux)*tlog.HashSize:]); err != nil {
+			if err := tiles.Put(tileKey(prefix, tile.level|0x80, int64(tile.n)), v[(fullTileHashes-tile.aux)*tlog.HashSize:]); err != nil {
 				return err
 			}
 			rewritten++

@@ -66,7 +66,7 @@ func (x *Index) PathsByHash(hashPart string) ([]string, error) {
 			if !ok {
 				continue
 			}
-			e, ok, err := x.entryFor(lb, id, n)
+			e, ok, err := x.entryFor(tx, id, n)
 			if err != nil {
 				return err
 			}

@@ -62,7 +62,11 @@ func (x *Index) Subjects(after string, limit int) (page []Subject, next string, 
 			if lb == nil {
 				continue
 			}
-			for _, r := range runsAfter(lb.Bucket(bucketRuns), start, limit+1) {
+			m := x.meta(id)
+			if m == nil {
+				continue
+			}
+			for _, r := range x.data(tx, m.seq).runs().After(start, limit+1) {
 				recs = append(recs, rec{id, lb, r})
 			}
 		}
@@ -80,7 +84,7 @@ func (x *Index) Subjects(after string, limit int) (page []Subject, next string, 
 			bySubject := map[string]*Subject{}
 			var order []string
 			for ; i < len(recs) && bytes.Equal(recs[i].rec[:8], h); i++ {
-				e, ok, err := x.entryFor(recs[i].lb, recs[i].id, recordIndex(recs[i].rec))
+				e, ok, err := x.entryFor(tx, recs[i].id, recordIndex(recs[i].rec))
 				if err != nil {
 					return err
 				}

@@ -16,6 +16,7 @@ const (
 	maxIndex   = runs.MaxIndex
 )
 
+// bucketRuns holds every log's subject runs (see logData).
 var bucketRuns = []byte("runs")
 
 func putRecord(dst []byte, h []byte, n uint64) []byte    { return runs.Put(dst, h, n) }

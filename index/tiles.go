@@ -13,23 +13,32 @@ import (
 
 const tileWidth = 1 << TileHeight // hashes in a full tile
 
-func tileKey(level int, n int64) []byte {
-	k := make([]byte, 9)
-	k[0] = byte(level)
-	binary.BigEndian.PutUint64(k[1:], uint64(n))
+// tileKey is the key of tile (level, n) of the log with prefix in
+// tiles/: prefix ‖ level (1) ‖ n (8 BE).
+func tileKey(prefix [4]byte, level int, n int64) []byte {
+	k := tileKeyArray(prefix, level, n)
+	return k[:]
+}
+
+func tileKeyArray(prefix [4]byte, level int, n int64) [13]byte {
+	var k [13]byte
+	copy(k[:], prefix[:])
+	k[4] = byte(level)
+	binary.BigEndian.PutUint64(k[5:], uint64(n))
 	return k
 }
 
 // appendHashes adds the leaf hashes of entries [first, first+len(hashes))
-// to the tiles in b. The tree must hold exactly first leaves. Whenever a
-// tile fills up, its root joins the tile one level up, as in tlog-tiles.
-func appendHashes(b *bolt.Bucket, first uint64, hashes []tlog.Hash) error {
+// to the tiles of the log with prefix in b. The tree must hold exactly
+// first leaves. Whenever a tile fills up, its root joins the tile one
+// level up, as in tlog-tiles.
+func appendHashes(b *bolt.Bucket, prefix [4]byte, first uint64, hashes []tlog.Hash) error {
 	b.FillPercent = 1 // tile keys only ever grow
 	for len(hashes) > 0 {
 		n := int64(first / tileWidth)
 		off := int(first % tileWidth)
 		take := min(tileWidth-off, len(hashes))
-		if err := appendToTile(b, 0, n, off, hashes[:take]); err != nil {
+		if err := appendToTile(b, prefix, 0, n, off, hashes[:take]); err != nil {
 			return err
 		}
 		first += uint64(take)
@@ -41,8 +50,8 @@ func appendHashes(b *bolt.Bucket, first uint64, hashes []tlog.Hash) error {
 // appendToTile appends hashes at position off of tile (level, n), which
 // must hold exactly off hashes, and carries the tile's root up a level when
 // it becomes full.
-func appendToTile(b *bolt.Bucket, level int, n int64, off int, hashes []tlog.Hash) error {
-	key := tileKey(level, n)
+func appendToTile(b *bolt.Bucket, prefix [4]byte, level int, n int64, off int, hashes []tlog.Hash) error {
+	key := tileKey(prefix, level, n)
 	old := b.Get(key)
 	if len(old) != off*tlog.HashSize {
 		return fmt.Errorf("index: tile %d/%d holds %d bytes, want %d: the stored tree is inconsistent", level, n, len(old), off*tlog.HashSize)
@@ -59,7 +68,7 @@ func appendToTile(b *bolt.Bucket, level int, n int64, off int, hashes []tlog.Has
 	if err := b.Put(key, append(data, inner...)); err != nil {
 		return err
 	}
-	return appendToTile(b, level+1, n/tileWidth, int(n%tileWidth), []tlog.Hash{root})
+	return appendToTile(b, prefix, level+1, n/tileWidth, int(n%tileWidth), []tlog.Hash{root})
 }
 
 // A full tile's value is followed by its inner nodes, so that no proof
@@ -102,12 +111,6 @@ func auxPosition(auxLen, height, pos int) (int, bool) {
 	return 0, false
 }
 
-func auxKey(level int, n int64) []byte {
-	k := tileKey(level, n)
-	k[0] |= 0x80
-	return k
-}
-
 // fullTileRoot returns the Merkle root of a full tile's 256 hashes and its
 // inner nodes (heights 1 to 7).
 func fullTileRoot(data []byte) (tlog.Hash, []byte) {
@@ -134,14 +137,15 @@ func fullTileRoot(data []byte) (tlog.Hash, []byte) {
 // remembers the last tile values it read, so it is used by one goroutine
 // within one read transaction.
 type storedHashes struct {
-	b      *bolt.Bucket
+	b      *bolt.Bucket // tiles/, shared by all logs
+	prefix [4]byte      // this log's keys in b
 	cache  *hashCache
 	seq    uint32
 	synced uint64 // leaves in the tiles: tells full tiles from partial ones
 
-	tiles *bolt.Cursor // reads b; made on first use
+	tiles *bolt.Cursor // reads b; made on first use (or shared by a view)
 
-	dataKey, auxKey   [9]byte
+	dataKey, auxKey   [13]byte
 	data, aux         []byte
 	haveData, haveAux bool
 	upperKey          [2]int64
@@ -181,7 +185,7 @@ func (r *storedHashes) node(level int, n int64) (tlog.Hash, error) {
 	}
 	var h tlog.Hash
 	if full {
-		if k := tileKeyArray(tileLevel, tile); !r.haveData || k != r.dataKey {
+		if k := tileKeyArray(r.prefix, tileLevel, tile); !r.haveData || k != r.dataKey {
 			r.dataKey, r.data, r.haveData = k, r.get(k[:]), true
 		}
 		if len(r.data) == fullTileHashes*tlog.HashSize {
@@ -189,7 +193,7 @@ func (r *storedHashes) node(level int, n int64) (tlog.Hash, error) {
 			return h, nil
 		}
 		if height > 0 { // an earlier layout: the inner nodes in an aux
-			if k := tileKeyArray(tileLevel|0x80, tile); !r.haveAux || k != r.auxKey {
+			if k := tileKeyArray(r.prefix, tileLevel|0x80, tile); !r.haveAux || k != r.auxKey {
 				r.auxKey, r.aux, r.haveAux = k, r.get(k[:]), true
 			}
 			if j, ok := auxPosition(len(r.aux)/tlog.HashSize, height, pos); ok {
@@ -209,7 +213,7 @@ func (r *storedHashes) node(level int, n int64) (tlog.Hash, error) {
 			return h, nil
 		}
 	}
-	if k := tileKeyArray(tileLevel, tile); !r.haveData || k != r.dataKey {
+	if k := tileKeyArray(r.prefix, tileLevel, tile); !r.haveData || k != r.dataKey {
 		r.dataKey, r.data, r.haveData = k, r.get(k[:]), true
 	}
 	first, count := pos<<height, 1<<height
@@ -410,7 +414,7 @@ func (r *storedHashes) upperTile(level int, n int64) (*tileNodes, error) {
 	if t := r.cache.tile(k); t != nil {
 		return t, nil
 	}
-	tk := tileKeyArray(level, n)
+	tk := tileKeyArray(r.prefix, level, n)
 	data := r.get(tk[:])
 	t := new(tileNodes)
 	switch len(data) {
@@ -422,7 +426,7 @@ func (r *storedHashes) upperTile(level int, n int64) (*tileNodes, error) {
 		for i := 0; i < tileWidth; i++ {
 			copy(t[i][:], data[i*tlog.HashSize:])
 		}
-		ak := tileKeyArray(level|0x80, n)
+		ak := tileKeyArray(r.prefix, level|0x80, n)
 		if aux := r.get(ak[:]); len(aux) == auxHashes*tlog.HashSize {
 			for i := 0; i < auxHashes; i++ {
 				copy(t[tileWidth+i][:], aux[i*tlog.HashSize:])
@@ -439,11 +443,4 @@ func (r *storedHashes) upperTile(level int, n int64) (*tileNodes, error) {
 	}
 	r.cache.putTile(k, t)
 	return t, nil
-}
-
-func tileKeyArray(level int, n int64) [9]byte {
-	var k [9]byte
-	k[0] = byte(level)
-	binary.BigEndian.PutUint64(k[1:], uint64(n))
-	return k
 }

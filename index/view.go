@@ -11,6 +11,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/internal/runs"
 	"github.com/vouch-dev/vouch/verdict"
 )
 
@@ -26,10 +27,15 @@ import (
 // the copied size is in the snapshot: claims and proofs agree on one tree
 // size per log.
 type view struct {
-	tx    *bolt.Tx
-	logsB *bolt.Bucket // logs/, opened on first use
-	logs  []viewLog    // the configured logs, sorted by builder name
-	proof tlog.RecordProof
+	tx   *bolt.Tx
+	logs []viewLog // the configured logs, sorted by builder name
+
+	// The shared buckets (see logData) and one cursor on each, opened on
+	// first use and used for every log.
+	opened              bool
+	claims, runs, tiles *bolt.Cursor
+	tilesB              *bolt.Bucket
+	proof               tlog.RecordProof
 
 	// The proofs a view hands out are carved from these, allocated on
 	// the first proof of each View (and again if they run out), so that
@@ -41,14 +47,12 @@ type view struct {
 
 type viewLog struct {
 	id          LogID
-	key         []byte // id.bucketKey()
+	known       bool // the index has a bucket for the log
 	seq         uint32
 	complete    uint64 // the view returns and proves entries below it only
 	compromised bool
 
-	opened bool         // b, claims and hashes are set up
-	b      *bolt.Bucket // nil when the log has no bucket yet
-	claims *bolt.Cursor
+	opened bool // hashes is set up
 	hashes storedHashes
 }
 
@@ -64,9 +68,9 @@ func (x *Index) View(fn func(verdict.Source) error) error {
 	v.logs = slices.Grow(v.logs[:0], len(x.sortedConfigured))[:len(x.sortedConfigured)]
 	for i, id := range x.sortedConfigured {
 		l := &v.logs[i]
-		*l = viewLog{id: id, key: x.configuredKeys[i]}
+		*l = viewLog{id: id}
 		if m := x.logs[id]; m != nil {
-			l.seq, l.complete, l.compromised = m.seq, m.complete, m.compromised
+			l.known, l.seq, l.complete, l.compromised = true, m.seq, m.complete, m.compromised
 		}
 		l.hashes.cache = &x.hashes
 	}
@@ -77,7 +81,7 @@ func (x *Index) View(fn func(verdict.Source) error) error {
 	})
 	// Nothing of the transaction may outlive it.
 	clear(v.logs)
-	v.tx, v.logsB = nil, nil
+	v.tx, v.opened, v.claims, v.runs, v.tiles, v.tilesB = nil, false, nil, nil, nil, nil
 	v.proofData, v.proofSlices = nil, nil
 	views.Put(v)
 	return err
@@ -104,19 +108,20 @@ func (v *view) log(builder string) *viewLog {
 	return v.open(&v.logs[i])
 }
 
-// open opens the buckets of l on first use and returns l.
+// open opens the shared buckets on first use, sets up l's tree reader,
+// and returns l.
 func (v *view) open(l *viewLog) *viewLog {
+	if !v.opened {
+		v.opened = true
+		v.claims = v.tx.Bucket(bucketClaims).Cursor()
+		v.runs = v.tx.Bucket(bucketRuns).Cursor()
+		v.tilesB = v.tx.Bucket(bucketTiles)
+		v.tiles = v.tilesB.Cursor()
+	}
 	if !l.opened {
 		l.opened = true
-		if v.logsB == nil {
-			v.logsB = v.tx.Bucket(bucketLogs)
-		}
-		l.b = v.logsB.Bucket(l.key)
-		if l.b != nil {
-			l.claims = l.b.Bucket(bucketClaims).Cursor()
-			l.hashes.b = l.b.Bucket(bucketTiles)
-			l.hashes.seq, l.hashes.synced = l.seq, l.complete
-		}
+		l.hashes.b, l.hashes.tiles, l.hashes.prefix = v.tilesB, v.tiles, seqPrefix(l.seq)
+		l.hashes.seq, l.hashes.synced = l.seq, l.complete
 	}
 	return l
 }
@@ -126,15 +131,18 @@ func (v *view) Claims(kind claim.Kind, subject string) ([]verdict.Entry, error) 
 	h := subjectHash(kind, subject)
 	var out []verdict.Entry
 	for i := range v.logs {
-		l := v.open(&v.logs[i])
-		if l.b == nil {
+		l := &v.logs[i]
+		if !l.known || l.complete == 0 {
 			continue
 		}
-		n, ok := lookupRuns(l.b.Bucket(bucketRuns), h)
+		v.open(l)
+		prefix := seqPrefix(l.seq)
+		n, ok := runs.LookupCursor(v.runs, prefix[:], h)
 		if !ok || n >= l.complete {
 			continue
 		}
-		raw := get(l.claims, u64(n))
+		key := claimKey(l.seq, n)
+		raw := get(v.claims, key[:])
 		c, err := claim.Parse(raw)
 		if err != nil {
 			return nil, fmt.Errorf("index: log %s: stored entry %d: %w", l.id, n, err)
@@ -165,7 +173,7 @@ func (v *view) InclusionProof(builder string, index uint64) (uint64, [][]byte, e
 	if index >= size {
 		return 0, nil, fmt.Errorf("index: builder %s: entry %d is not in its latest complete checkpoint (size %d)", builder, index, size)
 	}
-	if l.b == nil {
+	if !l.known {
 		return 0, nil, fmt.Errorf("log %s is not in the index", l.id)
 	}
 	p, err := l.hashes.proveRecord(v.proof, int64(size), int64(index))

@@ -95,9 +95,39 @@ func Search(run, h []byte) (uint64, bool) {
 }
 
 // Lookup returns the log index mapped to h8 in any run of b.
-func Lookup(b *bolt.Bucket, h []byte) (uint64, bool) {
-	c := b.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
+func Lookup(b *bolt.Bucket, h []byte) (uint64, bool) { return Space{B: b}.Lookup(h) }
+
+// Add stores run (sorted records) under key first (which must sort after
+// every earlier run's key), then merges the newest runs while the one
+// before the newest is no larger than twice it.
+func Add(b *bolt.Bucket, first uint64, run []byte) error { return Space{B: b}.Add(first, run) }
+
+// After returns, from every run of b, the records whose hash is
+// greater than after (all when after is nil), at most limit from each run.
+func After(b *bolt.Bucket, after []byte, limit int) [][]byte {
+	return Space{B: b}.After(after, limit)
+}
+
+// A Space is one map's runs: the keys of B that start with Prefix (all of
+// B's keys when Prefix is empty), each Prefix ‖ first index (8 bytes BE).
+// Several maps can share a bucket, one prefix each, so that a reader opens
+// one bucket and one cursor for all of them.
+type Space struct {
+	B      *bolt.Bucket
+	Prefix []byte
+}
+
+func (s Space) key(first uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(make([]byte, 0, len(s.Prefix)+8), s.Prefix...), first)
+}
+
+// Lookup returns the log index mapped to h8 in any run of s.
+func (s Space) Lookup(h []byte) (uint64, bool) { return LookupCursor(s.B.Cursor(), s.Prefix, h) }
+
+// LookupCursor is Space.Lookup through a cursor of the space's bucket,
+// which a caller looking up several spaces of one bucket can reuse.
+func LookupCursor(c *bolt.Cursor, prefix, h []byte) (uint64, bool) {
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		if n, ok := Search(v, h); ok {
 			return n, true
 		}
@@ -105,31 +135,81 @@ func Lookup(b *bolt.Bucket, h []byte) (uint64, bool) {
 	return 0, false
 }
 
-// Add stores run (sorted records) under key first (which must sort after
-// every earlier run's key), then merges the newest runs while the one before the newest is no
-// larger than twice it.
-func Add(b *bolt.Bucket, first uint64, run []byte) error {
+// lastTwo returns the keys and values of the newest run of s and the one
+// before it (nil when absent), the cursor left at prev.
+func (s Space) lastTwo(c *bolt.Cursor) (lastK, lastV, prevK, prevV []byte) {
+	var k, v []byte
+	if end := s.end(); end == nil {
+		k, v = c.Last()
+	} else if k, v = c.Seek(end); k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	if k == nil || !bytes.HasPrefix(k, s.Prefix) {
+		return nil, nil, nil, nil
+	}
+	lastK, lastV = k, v
+	if k, v = c.Prev(); k != nil && bytes.HasPrefix(k, s.Prefix) {
+		prevK, prevV = k, v
+	}
+	return lastK, lastV, prevK, prevV
+}
+
+// end is the smallest key after every key with s's prefix, or nil when
+// there is none (an empty prefix, or one of 0xff bytes only).
+func (s Space) end() []byte {
+	end := bytes.Clone(s.Prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// Add stores run (sorted records) under first (which must sort after
+// every earlier run's key), then merges the newest runs while the one
+// before the newest is no larger than twice it.
+func (s Space) Add(first uint64, run []byte) error {
 	if len(run) > 0 {
-		if err := b.Put(u64(first), run); err != nil {
+		if err := s.B.Put(s.key(first), run); err != nil {
 			return err
 		}
 	}
 	for {
-		c := b.Cursor()
-		lastK, lastV := c.Last()
-		prevK, prevV := c.Prev()
+		lastK, lastV, prevK, prevV := s.lastTwo(s.B.Cursor())
 		if prevK == nil || len(prevV) > 2*len(lastV) {
 			return nil
 		}
 		merged := Merge(prevV, lastV)
 		lastK = bytes.Clone(lastK)
-		if err := b.Put(bytes.Clone(prevK), merged); err != nil {
+		if err := s.B.Put(bytes.Clone(prevK), merged); err != nil {
 			return err
 		}
-		if err := b.Delete(lastK); err != nil {
+		if err := s.B.Delete(lastK); err != nil {
 			return err
 		}
 	}
+}
+
+// After returns, from every run of s, the records whose hash is greater
+// than after (all when after is nil), at most limit from each run.
+func (s Space) After(after []byte, limit int) [][]byte {
+	var out [][]byte
+	c := s.B.Cursor()
+	for k, v := c.Seek(s.Prefix); k != nil && bytes.HasPrefix(k, s.Prefix); k, v = c.Next() {
+		n := len(v) / RecordSize
+		i := 0
+		if after != nil {
+			i = sort.Search(n, func(i int) bool { return bytes.Compare(v[i*RecordSize:i*RecordSize+8], after) > 0 })
+		}
+		for j := i; j < n && j < i+limit; j++ {
+			out = append(out, v[j*RecordSize:(j+1)*RecordSize])
+		}
+	}
+	return out
 }
 
 // Merge merges two sorted runs with no hash in common.
@@ -143,24 +223,6 @@ func Merge(a, b []byte) []byte {
 		}
 	}
 	return append(append(out, a...), b...)
-}
-
-// After returns, from every run of b, the records whose hash is
-// greater than after (all when after is nil), at most limit from each run.
-func After(b *bolt.Bucket, after []byte, limit int) [][]byte {
-	var out [][]byte
-	c := b.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		n := len(v) / RecordSize
-		i := 0
-		if after != nil {
-			i = sort.Search(n, func(i int) bool { return bytes.Compare(v[i*RecordSize:i*RecordSize+8], after) > 0 })
-		}
-		for j := i; j < n && j < i+limit; j++ {
-			out = append(out, v[j*RecordSize:(j+1)*RecordSize])
-		}
-	}
-	return out
 }
 
 // Record is one mapping before it is encoded into a run.
