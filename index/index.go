@@ -32,12 +32,19 @@
 //	    subjects     uint64 number of distinct subjects indexed
 //	    compromised  present when evidence was recorded against the log
 //	    health       JSON: time and outcome of the last sync attempt
-//	    claims/      index (8 bytes BE) → the entry, a claim encoding
-//	    tiles/       level (1) ‖ tile number (8 BE) → hashes (≤ 256×32 bytes),
-//	                 then, once the tile is full, its inner nodes (254×32)
-//	    runs/        first index (8 BE) → sorted records h8 ‖ log index (5 BE)
+//	    pathruns/    the log's store-path hash runs (see paths.go)
+//	claims/          seq4 ‖ index (8 BE) → the entry, a claim encoding
+//	tiles/           seq4 ‖ level (1) ‖ tile number (8 BE) → hashes
+//	                 (≤ 256×32 bytes); once the tile is full, all its nodes
+//	runs/            seq4 ‖ first index (8 BE) → sorted records h8 ‖ log index (5 BE)
 //	seqs/            seq4 → "<name> <keyid>"
 //	evidence/        id (8 bytes BE) → JSON Evidence
+//
+// seq4 is the log's sequence number: claims/, tiles/ and runs/ hold every
+// log, each under its own prefix, so that a verdict opens three buckets and
+// three cursors for all the logs it reads (a bucket per log cost most of a
+// verdict's allocations). Indexes written before kept these three inside
+// each log's bucket; Open moves them (layout.go).
 //
 // h8 is the first 8 bytes of SHA-256("<kind> <subject>"). runs/ is the
 // log's subject index, a handful of sorted runs merged as the log grows
@@ -50,9 +57,10 @@
 // level-0 tiles are the leaf hashes, a level-L+1 tile holds the roots of the
 // full level-L tiles. Those are the hashes golang.org/x/mod/sumdb/tlog
 // needs (HashFromTile) to compute inclusion and consistency proofs locally.
-// Each full tile also keeps its inner nodes (see tiles.go, which also
-// describes the earlier layouts it still reads), so a proof reads stored
-// hashes and hashes nothing but the tree's right edge; the upper tiles,
+// Each full tile also keeps its inner nodes, laid out so that a proof's
+// path through the tile lies in two 960-byte blocks (see tiles.go, which
+// also describes the earlier layouts it still reads), so a proof reads
+// stored hashes and hashes nothing but the tree's right edge; the upper tiles,
 // which every proof reads, are cached in memory. An inclusion proof in a
 // log of a million entries costs a few microseconds.
 //

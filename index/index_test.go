@@ -1,7 +1,6 @@
 package index
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -329,12 +328,27 @@ func TestProofsFromEveryLayout(t *testing.T) {
 		tiles, prefix := tx.Bucket(bucketTiles), seqPrefix(x.meta(id).seq)
 		for _, tile := range []struct {
 			level, n int
-			aux      int // hashes of the aux: auxHashes or legacyAuxHashes
-		}{{0, 0, legacyAuxHashes}, {0, 1, auxHashes}, {0, 2, legacyAuxHashes}, {0, 4, auxHashes}, {1, 0, legacyAuxHashes}} {
+			aux      int // hashes of the aux: auxHashes or legacyAuxHashes; 0 for the inner nodes inline
+		}{{0, 0, legacyAuxHashes}, {0, 1, auxHashes}, {0, 2, legacyAuxHashes}, {0, 4, auxHashes}, {1, 0, legacyAuxHashes}, {0, 3, 0}, {0, 5, 0}, {0, 6, 0}} {
 			k := tileKey(prefix, tile.level, int64(tile.n))
-			v := bytes.Clone(tiles.Get(k))
-			if len(v) != fullTileHashes*tlog.HashSize {
-				return fmt.Errorf("tile %v holds %d bytes", tile, len(v))
+			blocked := tiles.Get(k)
+			if len(blocked) != blockedLen {
+				return fmt.Errorf("tile %v holds %d bytes", tile, len(blocked))
+			}
+			// The tile in the order of tileNodes, as the layout before
+			// the blocked one stored it.
+			v := make([]byte, fullTileHashes*tlog.HashSize)
+			for height := 0; height < TileHeight; height++ {
+				for pos := 0; pos < tileWidth>>height; pos++ {
+					copy(v[tileNodeIndex(height, pos)*tlog.HashSize:(tileNodeIndex(height, pos)+1)*tlog.HashSize], blocked[blockedIndex(height, pos)*tlog.HashSize:])
+				}
+			}
+			if tile.aux == 0 {
+				if err := tiles.Put(k, v); err != nil {
+					return err
+				}
+				rewritten++
+				continue
 			}
 			if err := tiles.Put(k, v[:tileWidth*tlog.HashSize]); err != nil {
 				return err
@@ -347,7 +361,7 @@ func TestProofsFromEveryLayout(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil || rewritten != 5 {
+	if err != nil || rewritten != 8 {
 		t.Fatal(rewritten, err)
 	}
 	x.Close()
@@ -402,6 +416,31 @@ func testSearchRun(t *testing.T, rng *rand.Rand, size int, gen func() uint64) {
 		got, ok := searchRun(run, binary.BigEndian.AppendUint64(nil, p))
 		if got != want || ok != wantOK {
 			t.Fatalf("run of %d, hash %x: got %d %v, want %d %v", len(hs), p, got, ok, want, wantOK)
+		}
+	}
+}
+
+// TestBlockedIndex: the blocked layout places every node of a tile once,
+// and a proof's path within a tile lies in the top block and one leaf
+// block.
+func TestBlockedIndex(t *testing.T) {
+	seen := make([]bool, fullTileHashes)
+	for height := 0; height < TileHeight; height++ {
+		for pos := 0; pos < tileWidth>>height; pos++ {
+			i := blockedIndex(height, pos)
+			if i < 0 || i >= fullTileHashes || seen[i] {
+				t.Fatalf("height %d pos %d: index %d out of range or taken", height, pos, i)
+			}
+			seen[i] = true
+		}
+	}
+	for leaf := 0; leaf < tileWidth; leaf++ {
+		for height := 0; height < TileHeight; height++ {
+			sibling := blockedIndex(height, (leaf>>height)^1)
+			block := sibling / 30
+			if height >= 4 && block != 0 || height < 4 && block != 1+leaf/16 {
+				t.Fatalf("leaf %d: sibling at height %d is in block %d", leaf, height, block)
+			}
 		}
 	}
 }

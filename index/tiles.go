@@ -64,29 +64,42 @@ func appendToTile(b *bolt.Bucket, prefix [4]byte, level int, n int64, off int, h
 	if len(data) < tileWidth*tlog.HashSize {
 		return b.Put(key, data)
 	}
-	root, inner := fullTileRoot(data)
-	if err := b.Put(key, append(data, inner...)); err != nil {
+	root, value := blockedTile(data)
+	if err := b.Put(key, value); err != nil {
 		return err
 	}
 	return appendToTile(b, prefix, level+1, n/tileWidth, int(n%tileWidth), []tlog.Hash{root})
 }
 
-// A full tile's value is followed by its inner nodes, so that no proof
-// ever hashes inside a full tile and one read gives every node of the tile:
-// heights 1 to 7 (128+64+…+2 = 254 hashes, 31.75 bytes per leaf), lowest
-// height first, each height left to right. The value is then 510 hashes,
-// laid out as tileNodes. (A partial tile holds only its hashes: it is
-// never read as full, and appendToTile extends it.)
+// A full tile keeps every node of its subtree, its 256 hashes and the
+// inner nodes above them (heights 1 to 7: 128+64+…+2 = 254 hashes, 31.75
+// bytes per leaf), so that no proof ever hashes inside a full tile. They
+// are laid out in blocks for the proofs' sake: an inclusion proof reads
+// one node of each height along one path, and in this order those nodes
+// lie in two blocks of 960 bytes rather than across the whole 16 KB value
+// (one page or two of the memory map instead of five):
+//
+//	top block        heights 4 to 7 (16+8+4+2 = 30 hashes), lowest first
+//	16 leaf blocks   block b: heights 0 to 3 of leaves [16b, 16b+16)
+//	                 (16+8+4+2 = 30 hashes), lowest first
+//	1 byte           blockedLayout, which tells this layout by its length
+//
+// (A partial tile holds only its hashes, in order: it is never read as
+// full, and appendToTile extends it.)
 //
 // Earlier layouts are still read, by the lengths of the values, so an
 // existing index needs no migration (tiles that fill up later get the
 // current layout):
 //
+//   - the 510 hashes as tileNodes lays them out: heights 0 to 7, lowest
+//     first, each height left to right;
 //   - a full tile of 256 hashes and, under the aux key (0x80|level ‖ tile
 //     number), its 254 inner nodes as above;
 //   - the same with an aux of only heights 4 to 7 (30 hashes): the nodes
 //     below height 4 are computed from the tile (at most 8 hashes).
 const (
+	blockedLayout   = 1
+	blockedLen      = fullTileHashes*tlog.HashSize + 1
 	fullTileHashes  = 2*tileWidth - 2 // heights 0..7
 	auxHashes       = tileWidth - 2   // heights 1..7
 	legacyAuxHashes = 16 + 8 + 4 + 2
@@ -111,26 +124,40 @@ func auxPosition(auxLen, height, pos int) (int, bool) {
 	return 0, false
 }
 
-// fullTileRoot returns the Merkle root of a full tile's 256 hashes and its
-// inner nodes (heights 1 to 7).
-func fullTileRoot(data []byte) (tlog.Hash, []byte) {
-	hs := make([]tlog.Hash, tileWidth)
-	for i := range hs {
-		copy(hs[i][:], data[i*tlog.HashSize:])
+// blockedIndex is the place of the node at height (0..7) and position pos
+// of a full tile in the blocked layout.
+func blockedIndex(height, pos int) int {
+	if height >= 4 {
+		// Heights 4 to h-1 hold 16+…+(256>>(h-1)) = 32-(512>>h) hashes.
+		return 32 - (2*tileWidth)>>height + pos
 	}
-	inner := make([]byte, 0, auxHashes*tlog.HashSize)
-	for height := 1; len(hs) > 1; height++ {
-		for i := 0; i < len(hs)/2; i++ {
-			hs[i] = tlog.NodeHash(hs[2*i], hs[2*i+1])
+	const block = 16 + 8 + 4 + 2
+	perBlock := 16 >> height
+	// Heights 0 to h-1 of a block hold 16+…+(16>>(h-1)) = 32-(32>>h).
+	return block + (pos/perBlock)*block + 32 - 32>>height + pos%perBlock
+}
+
+// blockedTile returns the root of a full tile's 256 hashes and the tile's
+// value in the blocked layout.
+func blockedTile(data []byte) (tlog.Hash, []byte) {
+	value := make([]byte, blockedLen)
+	value[blockedLen-1] = blockedLayout
+	level := make([]tlog.Hash, tileWidth)
+	for i := range level {
+		copy(level[i][:], data[i*tlog.HashSize:])
+	}
+	for height := 0; ; height++ {
+		for pos, h := range level {
+			copy(value[blockedIndex(height, pos)*tlog.HashSize:], h[:])
 		}
-		hs = hs[:len(hs)/2]
-		if len(hs) > 1 {
-			for _, h := range hs {
-				inner = append(inner, h[:]...)
-			}
+		for i := 0; i < len(level)/2; i++ {
+			level[i] = tlog.NodeHash(level[2*i], level[2*i+1])
+		}
+		level = level[:len(level)/2]
+		if len(level) == 1 {
+			return level[0], value
 		}
 	}
-	return hs[0], inner
 }
 
 // storedHashes reads the nodes of one log's Merkle tree from its tiles. It
@@ -188,7 +215,11 @@ func (r *storedHashes) node(level int, n int64) (tlog.Hash, error) {
 		if k := tileKeyArray(r.prefix, tileLevel, tile); !r.haveData || k != r.dataKey {
 			r.dataKey, r.data, r.haveData = k, r.get(k[:]), true
 		}
-		if len(r.data) == fullTileHashes*tlog.HashSize {
+		switch len(r.data) {
+		case blockedLen:
+			copy(h[:], r.data[blockedIndex(height, pos)*tlog.HashSize:])
+			return h, nil
+		case fullTileHashes * tlog.HashSize:
 			copy(h[:], r.data[tileNodeIndex(height, pos)*tlog.HashSize:])
 			return h, nil
 		}
@@ -418,6 +449,12 @@ func (r *storedHashes) upperTile(level int, n int64) (*tileNodes, error) {
 	data := r.get(tk[:])
 	t := new(tileNodes)
 	switch len(data) {
+	case blockedLen:
+		for height, i := 0, 0; height < TileHeight; height++ {
+			for pos := 0; pos < tileWidth>>height; pos, i = pos+1, i+1 {
+				copy(t[i][:], data[blockedIndex(height, pos)*tlog.HashSize:])
+			}
+		}
 	case fullTileHashes * tlog.HashSize:
 		for i := range t {
 			copy(t[i][:], data[i*tlog.HashSize:])

@@ -22,7 +22,7 @@ import (
 // benchIndexVersion names the layout of the cached benchmark index. Change
 // it whenever the index's on-disk format or the synthetic logs change, so a
 // stale cache is never reused.
-const benchIndexVersion = "v3"
+const benchIndexVersion = "v4"
 
 const benchLogs = 5
 
