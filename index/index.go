@@ -9,7 +9,7 @@
 // latest fully indexed checkpoint, never a half-synced tail, so every claim
 // they see comes with an inclusion proof to a checkpoint the builder signed.
 // A verdict reads its claims and proofs through one View (verdict.Viewer):
-// one read transaction, each log's buckets opened once.
+// one read transaction, the shared buckets opened once for all logs.
 //
 // # Logs are keyed by name and key
 //

@@ -17,9 +17,9 @@ import (
 
 // A view is one read transaction of the index seen as a verdict.Source:
 // a verdict's claim lookups and inclusion proofs read one snapshot, and
-// each log's buckets are opened once for all of them rather than once per
-// read (a read transaction and the walk down to a log's buckets cost more
-// than the lookup itself).
+// the shared claims, runs and tiles buckets are opened once, with one
+// cursor each, for every log and every read (a read transaction, a bucket
+// open and a fresh cursor each cost more than the lookup itself).
 //
 // The logs' metadata (complete size, compromised) is copied before the
 // transaction begins. The index records a new complete size only after
