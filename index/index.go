@@ -628,7 +628,7 @@ func (x *Index) entryFor(tx *bolt.Tx, id LogID, n uint64) (verdict.Entry, bool, 
 	if n >= complete {
 		return verdict.Entry{}, false, nil
 	}
-	key := claimKey(seq, n)
+	key := claimKey(seqPrefix(seq), n)
 	raw := tx.Bucket(bucketClaims).Get(key[:])
 	c, err := claim.Parse(raw)
 	if err != nil {
@@ -733,7 +733,7 @@ func (x *Index) Entry(id LogID, n uint64) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		key := claimKey(binary.BigEndian.Uint32(lb.Get(keySeq)), n)
+		key := claimKey([4]byte(lb.Get(keySeq)), n)
 		e = bytes.Clone(tx.Bucket(bucketClaims).Get(key[:]))
 		if e == nil {
 			return fmt.Errorf("index: log %s has no entry %d indexed", id, n)

@@ -29,7 +29,7 @@ func (x *Index) data(tx *bolt.Tx, seq uint32) logData {
 }
 
 func (d logData) claimKey(n uint64) []byte {
-	k := claimKey(binary.BigEndian.Uint32(d.prefix[:]), n)
+	k := claimKey(d.prefix, n)
 	return k[:]
 }
 
@@ -42,10 +42,10 @@ func seqPrefix(seq uint32) [4]byte {
 	return p
 }
 
-// claimKey is the key of entry n of log seq in claims/.
-func claimKey(seq uint32, n uint64) [12]byte {
+// claimKey is the key in claims/ of entry n of the log with prefix.
+func claimKey(prefix [4]byte, n uint64) [12]byte {
 	var k [12]byte
-	binary.BigEndian.PutUint32(k[:], seq)
+	copy(k[:], prefix[:])
 	binary.BigEndian.PutUint64(k[4:], n)
 	return k
 }

@@ -26,6 +26,3 @@ func lookupRuns(b *bolt.Bucket, h []byte) (uint64, bool) { return runs.Lookup(b,
 func addRun(b *bolt.Bucket, first uint64, run []byte) error {
 	return runs.Add(b, first, run)
 }
-func runsAfter(b *bolt.Bucket, after []byte, limit int) [][]byte {
-	return runs.After(b, after, limit)
-}

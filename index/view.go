@@ -136,12 +136,11 @@ func (v *view) Claims(kind claim.Kind, subject string) ([]verdict.Entry, error) 
 			continue
 		}
 		v.open(l)
-		prefix := seqPrefix(l.seq)
-		n, ok := runs.LookupCursor(v.runs, prefix[:], h)
+		n, ok := runs.LookupCursor(v.runs, l.hashes.prefix[:], h)
 		if !ok || n >= l.complete {
 			continue
 		}
-		key := claimKey(l.seq, n)
+		key := claimKey(l.hashes.prefix, n)
 		raw := get(v.claims, key[:])
 		c, err := claim.Parse(raw)
 		if err != nil {
