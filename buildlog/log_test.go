@@ -13,20 +13,14 @@ import (
 	"time"
 
 	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/internal/keytest"
 	"github.com/vouch-dev/vouch/internal/tlogaudit"
 	"github.com/vouch-dev/vouch/keys"
 )
 
 func testIdentity(t testing.TB, dir string) *keys.Identity {
 	t.Helper()
-	f, err := keys.Generate(dir, "builder-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := keys.LoadIdentity(f.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id, _ := keytest.Identity(t, dir, "builder-test")
 	return id
 }
 

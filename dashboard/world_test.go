@@ -20,7 +20,7 @@ import (
 	"github.com/vouch-dev/vouch/config"
 	"github.com/vouch-dev/vouch/follow"
 	"github.com/vouch-dev/vouch/index"
-	"github.com/vouch-dev/vouch/keys"
+	"github.com/vouch-dev/vouch/internal/keytest"
 	"github.com/vouch-dev/vouch/verdict"
 )
 
@@ -38,14 +38,7 @@ func newTestLog(t testing.TB, name string, alter func(http.Handler) http.Handler
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	dir := t.TempDir()
-	files, err := keys.Generate(dir, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := keys.LoadIdentity(files.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id, _ := keytest.Identity(t, dir, name)
 	l, err := buildlog.Open(ctx, buildlog.Options{Dir: filepath.Join(dir, "log"), Identity: id,
 		CheckpointInterval: 100 * time.Millisecond, BatchMaxAge: 5 * time.Millisecond})
 	if err != nil {

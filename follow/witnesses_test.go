@@ -16,6 +16,7 @@ import (
 
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/config"
+	"github.com/vouch-dev/vouch/internal/keytest"
 	"github.com/vouch-dev/vouch/keys"
 	"github.com/vouch-dev/vouch/witness"
 )
@@ -122,15 +123,7 @@ type timedWitness struct {
 
 func newTimedWitness(t *testing.T, name string) timedWitness {
 	t.Helper()
-	dir := t.TempDir()
-	files, err := keys.Generate(dir, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := keys.LoadIdentity(files.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id, _ := keytest.Identity(t, "", name)
 	vkey, err := witness.CosignatureVerifierKey(id)
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/vouch-dev/vouch/config"
+	"github.com/vouch-dev/vouch/internal/keytest"
 	"github.com/vouch-dev/vouch/internal/testregistry"
 	"github.com/vouch-dev/vouch/keys"
 	"github.com/vouch-dev/vouch/verdict"
@@ -109,15 +110,7 @@ func newWorld(t testing.TB, host string, names ...string) *world {
 	t.Helper()
 	w := &world{dir: t.TempDir(), ids: map[string]*keys.Identity{}, reg: &Registry{}, host: host}
 	for _, n := range names {
-		f, err := keys.Generate(w.dir, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, err := keys.LoadIdentity(f.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.ids[n] = id
+		w.ids[n], _ = keytest.Identity(t, w.dir, n)
 	}
 	return w
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/transparency-dev/tessera/storage/posix"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vouch-dev/vouch/internal/keytest"
 	"github.com/vouch-dev/vouch/keys"
 )
 
@@ -156,22 +157,8 @@ func (l *tesseraLog) waitCosigned(t *testing.T, logVKey string, want uint64, sin
 // consistency proofs tessera builds from its tiles, and a restart of both
 // the log and the witness.
 func TestTesseraLogCosigned(t *testing.T) {
-	alice, err := keys.Generate(t.TempDir(), "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bobFiles, err := keys.Generate(t.TempDir(), "bob")
-	if err != nil {
-		t.Fatal(err)
-	}
-	witnessID, err := keys.LoadIdentity(alice.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bob, err := keys.LoadIdentity(bobFiles.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	witnessID, _ := keytest.Identity(t, "", "alice")
+	bob, _ := keytest.Identity(t, "", "bob")
 	witnessDir, logDir := t.TempDir(), t.TempDir()
 
 	tw := startWitness(t, witnessDir, witnessID, time.Now, bob)

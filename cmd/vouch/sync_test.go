@@ -17,6 +17,7 @@ import (
 
 	"github.com/vouch-dev/vouch/buildlog"
 	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/internal/keytest"
 	"github.com/vouch-dev/vouch/keys"
 )
 
@@ -24,14 +25,7 @@ import (
 // claims, served at URL/log/ on 127.0.0.1.
 func servedBuildLog(t *testing.T, name string, n int) (url, vkey, tiles string) {
 	dir := t.TempDir()
-	files, err := keys.Generate(filepath.Join(dir, "keys"), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := keys.LoadIdentity(files.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id, _ := keytest.Identity(t, filepath.Join(dir, "keys"), name)
 	ctx := context.Background()
 	l, err := buildlog.Open(ctx, buildlog.Options{Dir: filepath.Join(dir, "log"), Identity: id, CheckpointInterval: 100 * time.Millisecond})
 	if err != nil {
