@@ -134,12 +134,16 @@ var (
 	keySubjects    = []byte("subjects")
 	keyCompromised = []byte("compromised")
 	keyHealth      = []byte("health")
+	// keyEntryFiles marks a log whose entries are in its entry files
+	// (entries.go); without it they are still in claims/.
+	keyEntryFiles = []byte("entry-files")
 )
 
 // Index is an open follower index. It is safe for concurrent use; writes to
 // different logs are serialised by bbolt.
 type Index struct {
-	db *bolt.DB
+	db   *bolt.DB
+	path string
 
 	mu     sync.RWMutex
 	byName map[string]LogID // configured builders only
@@ -148,6 +152,10 @@ type Index struct {
 	sortedConfigured []LogID
 	logs             map[LogID]*logMeta // every log with a bucket
 	bySeq            map[uint32]LogID
+
+	// appendMu makes Appends one at a time, so that each publishes its
+	// entries (entryFiles.commit) before the next one reads them.
+	appendMu sync.Mutex
 
 	hashes hashCache
 
@@ -168,6 +176,7 @@ type logMeta struct {
 	seq         uint32
 	complete    uint64 // size of the latest fully indexed checkpoint
 	compromised bool
+	entries     *entryFiles
 }
 
 // Open opens (creating if needed) the index at path. configured lists the
@@ -181,7 +190,7 @@ func Open(path string, configured ...LogID) (*Index, error) {
 		}
 		return nil, fmt.Errorf("index %s: %w", path, err)
 	}
-	x := &Index{db: db, byName: map[string]LogID{}, logs: map[LogID]*logMeta{}, bySeq: map[uint32]LogID{}}
+	x := &Index{db: db, path: path, byName: map[string]LogID{}, logs: map[LogID]*logMeta{}, bySeq: map[uint32]LogID{}}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketLogs, bucketSeqs, bucketEvidence, bucketClaims, bucketTiles, bucketRuns} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -221,6 +230,10 @@ func Open(path string, configured ...LogID) (*Index, error) {
 		db.Close()
 		return nil, fmt.Errorf("index %s: moving logs to the current layout: %w (nothing was lost; the next start resumes)", path, err)
 	}
+	if err := x.openEntries(); err != nil {
+		x.Close()
+		return nil, fmt.Errorf("index %s: %w", path, err)
+	}
 	for _, id := range configured {
 		x.byName[id.Name] = id
 	}
@@ -231,8 +244,19 @@ func Open(path string, configured ...LogID) (*Index, error) {
 	return x, nil
 }
 
-// Close closes the database.
-func (x *Index) Close() error { return x.db.Close() }
+// Close closes the database and the entry files.
+func (x *Index) Close() error {
+	err := x.db.Close()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, m := range x.logs {
+		if m.entries != nil {
+			err = errors.Join(err, m.entries.close())
+			m.entries = nil
+		}
+	}
+	return err
+}
 
 // Path returns the database file's path.
 func (x *Index) Path() string { return x.db.Path() }
@@ -265,6 +289,10 @@ func (x *Index) logBucket(tx *bolt.Tx, id LogID, create bool) (*bolt.Bucket, err
 	if err := tx.Bucket(bucketSeqs).Put(seq, id.bucketKey()); err != nil {
 		return nil, err
 	}
+	// A new log keeps its entries in files from the start.
+	if err := b.Put(keyEntryFiles, []byte{1}); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -295,7 +323,13 @@ func (x *Index) ensure(id LogID) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.logs[id] == nil {
-		x.logs[id] = &logMeta{seq: seq}
+		// A new log: any entry files of its number are left from an
+		// index deleted since, and are cut to nothing.
+		f, err := openEntryFiles(x.path, seq, 0)
+		if err != nil {
+			return fmt.Errorf("index: log %s: %w", id, err)
+		}
+		x.logs[id] = &logMeta{seq: seq, entries: f}
 		x.bySeq[seq] = id
 	}
 	return nil
@@ -479,8 +513,11 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 	if err := x.ensure(id); err != nil {
 		return nil, err
 	}
+	x.appendMu.Lock()
+	defer x.appendMu.Unlock()
+	files := x.meta(id).entries
 	var conflict *Conflict
-	var newComplete uint64
+	var newComplete, synced, datLen uint64
 	errConflict := errors.New("conflict")
 	err := x.db.Update(func(tx *bolt.Tx) error {
 		lb, err := x.logBucket(tx, id, false)
@@ -491,7 +528,7 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 			return fmt.Errorf("index: log %s: batch starts at %d but the index holds entries up to %d", id, b.First, synced)
 		}
 		d := x.data(tx, x.meta(id).seq)
-		claims, runs := d.claims, d.runs()
+		runs := d.runs()
 		pathRuns, err := lb.CreateBucketIfNotExists(bucketPathRuns)
 		if err != nil {
 			return err
@@ -499,7 +536,6 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 		if err := addRun(pathRuns, b.First, pathRun(pathRuns, b.First, b.Claims)); err != nil {
 			return err
 		}
-		claims.FillPercent = 1 // keys only ever grow: pack pages full
 		type mapping struct {
 			h [8]byte
 			n uint64
@@ -510,9 +546,6 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 			n := b.First + uint64(i)
 			if n > maxIndex {
 				return fmt.Errorf("index: log %s: entry %d is beyond the index's limit of %d entries per log", id, n, maxIndex)
-			}
-			if err := claims.Put(d.claimKey(n), b.Entries[i]); err != nil {
-				return err
 			}
 			if c == nil {
 				continue // not a claim this version understands: kept for the tree only
@@ -539,7 +572,12 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 				oldIndex, seen = runs.Lookup(m.h[:])
 			}
 			if seen {
-				oldEntry := claims.Get(d.claimKey(oldIndex))
+				var oldEntry []byte
+				if oldIndex >= b.First {
+					oldEntry = b.Entries[oldIndex-b.First]
+				} else if oldEntry, err = files.get(oldIndex); err != nil {
+					return fmt.Errorf("index: log %s: %w", id, err)
+				}
 				oc, err := claim.Parse(oldEntry)
 				if err != nil {
 					return fmt.Errorf("index: log %s: stored entry %d: %w", id, oldIndex, err)
@@ -566,7 +604,11 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 		if err := appendHashes(d.tiles, d.prefix, b.First, b.Hashes); err != nil {
 			return err
 		}
-		synced := b.First + uint64(len(b.Entries))
+		// On disk before the transaction that counts them commits.
+		if datLen, err = files.write(b.First, b.Entries); err != nil {
+			return fmt.Errorf("index: log %s: writing entries: %w", id, err)
+		}
+		synced = b.First + uint64(len(b.Entries))
 		if err := lb.Put(keySynced, u64(synced)); err != nil {
 			return err
 		}
@@ -587,6 +629,9 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 	})
 	if errors.Is(err, errConflict) {
 		return conflict, nil
+	}
+	if err == nil {
+		files.commit(synced, datLen)
 	}
 	if err == nil && newComplete > 0 {
 		x.mu.Lock()
@@ -620,16 +665,18 @@ func (x *Index) configured() []LogID { return x.sortedConfigured }
 func (x *Index) entryFor(tx *bolt.Tx, id LogID, n uint64) (verdict.Entry, bool, error) {
 	x.mu.RLock()
 	var complete uint64
-	var seq uint32
+	var files *entryFiles
 	if m := x.logs[id]; m != nil {
-		complete, seq = m.complete, m.seq
+		complete, files = m.complete, m.entries
 	}
 	x.mu.RUnlock()
 	if n >= complete {
 		return verdict.Entry{}, false, nil
 	}
-	key := claimKey(seqPrefix(seq), n)
-	raw := tx.Bucket(bucketClaims).Get(key[:])
+	raw, err := files.get(n)
+	if err != nil {
+		return verdict.Entry{}, false, fmt.Errorf("index: log %s: %w", id, err)
+	}
 	c, err := claim.Parse(raw)
 	if err != nil {
 		return verdict.Entry{}, false, fmt.Errorf("index: log %s: stored entry %d: %w", id, n, err)
@@ -727,36 +774,51 @@ func (x *Index) withHashes(id LogID, size uint64, fn func(*storedHashes) error) 
 
 // Entry returns the stored entry n of log id.
 func (x *Index) Entry(id LogID, n uint64) ([]byte, error) {
-	var e []byte
-	err := x.db.View(func(tx *bolt.Tx) error {
-		lb, err := x.logBucket(tx, id, false)
-		if err != nil {
-			return err
-		}
-		key := claimKey([4]byte(lb.Get(keySeq)), n)
-		e = bytes.Clone(tx.Bucket(bucketClaims).Get(key[:]))
-		if e == nil {
-			return fmt.Errorf("index: log %s has no entry %d indexed", id, n)
-		}
-		return nil
-	})
-	return e, err
+	m := x.meta(id)
+	if m == nil {
+		return nil, fmt.Errorf("log %s is not in the index", id)
+	}
+	e, err := m.entries.get(n)
+	if err != nil {
+		return nil, fmt.Errorf("index: log %s: %w", id, err)
+	}
+	if e == nil {
+		return nil, fmt.Errorf("index: log %s has no entry %d indexed", id, n)
+	}
+	return bytes.Clone(e), nil
 }
 
-// Size returns the size in bytes of the database file.
+// Size returns the size in bytes of the database file and the entry
+// files.
 func (x *Index) Size() (int64, error) {
 	st, err := os.Stat(x.db.Path())
 	if err != nil {
 		return 0, err
 	}
-	return st.Size(), nil
+	size := st.Size()
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for _, m := range x.logs {
+		if m.entries != nil {
+			size += int64(m.entries.size())
+		}
+	}
+	return size, nil
 }
 
 // BytesPerClaim returns the bytes the index uses per indexed entry: the
 // bytes of all keys and values bbolt holds in use (pages in use, not free
-// pages of the file) divided by the number of entries indexed.
+// pages of the file) and of the entry files, divided by the number of
+// entries indexed.
 func (x *Index) BytesPerClaim() (float64, error) {
 	var inuse, entries int64
+	x.mu.RLock()
+	for _, m := range x.logs {
+		if m.entries != nil {
+			inuse += int64(m.entries.size())
+		}
+	}
+	x.mu.RUnlock()
 	err := x.db.View(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketLogs, bucketSeqs, bucketEvidence, bucketClaims, bucketTiles, bucketRuns} {
 			s := tx.Bucket(name).Stats()

@@ -126,3 +126,96 @@ func (x *Index) migrate() error {
 	}
 	return nil
 }
+
+// openEntries opens every log's entry files (entries.go). A log an earlier
+// version indexed still has its entries in claims/: they are copied to its
+// files first, which are synced before the log is marked as kept in files.
+// Once every log is, claims/ is dropped and made anew, empty, in one
+// transaction. A crash while copying starts that log's copy again (its
+// files are cut to nothing); a crash before claims/ is dropped drops it at
+// the next open.
+func (x *Index) openEntries() error {
+	type logState struct {
+		id      LogID
+		m       *logMeta
+		synced  uint64
+		inFiles bool
+	}
+	var logs []logState
+	inDatabase := false
+	err := x.db.View(func(tx *bolt.Tx) error {
+		for id, m := range x.logs {
+			lb := tx.Bucket(bucketLogs).Bucket(id.bucketKey())
+			logs = append(logs, logState{id, m, getU64(lb, keySynced), lb.Get(keyEntryFiles) != nil})
+		}
+		k, _ := tx.Bucket(bucketClaims).Cursor().First()
+		inDatabase = k != nil
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, l := range logs {
+		synced := l.synced
+		if !l.inFiles {
+			synced = 0 // whatever a copy left behind goes
+		}
+		f, err := openEntryFiles(x.path, l.m.seq, synced)
+		if err != nil {
+			return fmt.Errorf("log %s: %w", l.id, err)
+		}
+		l.m.entries = f
+		if !l.inFiles {
+			if err := x.copyEntriesToFiles(l.id, l.m.seq, l.synced, f); err != nil {
+				return fmt.Errorf("log %s: moving its entries to %s: %w (nothing was lost; the next start copies again)", l.id, entriesDir(x.path), err)
+			}
+		}
+	}
+	if !inDatabase {
+		return nil
+	}
+	return x.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucketClaims); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucket(bucketClaims)
+		return err
+	})
+}
+
+// copyEntriesToFiles copies entries [0, synced) of the log from claims/ to
+// f, then marks the log as kept in files.
+func (x *Index) copyEntriesToFiles(id LogID, seq uint32, synced uint64, f *entryFiles) error {
+	prefix := seqPrefix(seq)
+	var next uint64
+	for next < synced {
+		var batch [][]byte
+		err := x.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketClaims).Cursor()
+			key := claimKey(prefix, next)
+			size := 0
+			for k, v := c.Seek(key[:]); next < synced && size < migrateChunk; k, v = c.Next() {
+				key = claimKey(prefix, next)
+				if !bytes.Equal(k, key[:]) {
+					return fmt.Errorf("entry %d of the %d indexed is missing from the database", next, synced)
+				}
+				batch = append(batch, bytes.Clone(v))
+				size += len(v)
+				next++
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		first := next - uint64(len(batch))
+		datLen, err := f.write(first, batch)
+		if err != nil {
+			return err
+		}
+		f.commit(next, datLen)
+	}
+	return x.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketLogs).Bucket(id.bucketKey()).Put(keyEntryFiles, []byte{1})
+	})
+}

@@ -2,7 +2,9 @@ package index
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -59,10 +61,63 @@ func toLegacyLayout(t *testing.T, path string, keep int) {
 	}
 }
 
+// toDatabaseEntries rewrites the index at path into the layout of the
+// version before entry files: every log's entries in claims/, under the
+// log's prefix. With keepFiles it also leaves the files and the mark that
+// the log is kept in files, as a deletion from claims/ interrupted early
+// would have; otherwise the files keep only a torn part of the entries, as
+// a copy interrupted midway would have left them.
+func toDatabaseEntries(t *testing.T, path string, keepFiles bool) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketLogs).ForEachBucket(func(k []byte) error {
+			lb := tx.Bucket(bucketLogs).Bucket(k)
+			seq := binary.BigEndian.Uint32(lb.Get(keySeq))
+			base := filepath.Join(entriesDir(path), fmt.Sprintf("%08x", seq))
+			dat, err := os.ReadFile(base + ".dat")
+			if err != nil {
+				return err
+			}
+			ends, err := os.ReadFile(base + ".end")
+			if err != nil {
+				return err
+			}
+			start := uint64(0)
+			for n := 0; n < len(ends)/8; n++ {
+				end := binary.BigEndian.Uint64(ends[n*8:])
+				key := claimKey([4]byte(lb.Get(keySeq)), uint64(n))
+				if err := tx.Bucket(bucketClaims).Put(key[:], dat[start:end]); err != nil {
+					return err
+				}
+				start = end
+			}
+			if keepFiles {
+				return nil
+			}
+			if err := os.WriteFile(base+".dat", dat[:len(dat)/2], 0o600); err != nil {
+				return err
+			}
+			if err := os.WriteFile(base+".end", ends[:len(ends)/2+3], 0o600); err != nil {
+				return err
+			}
+			return lb.Delete(keyEntryFiles)
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestMigrateFromLegacyLayout: an index written by an earlier version (a
-// bucket per log for entries, tiles and runs), even one whose migration
-// was interrupted, opens to the current layout and answers exactly as
-// before: claims, proofs, roots, entries, paths, evidence.
+// bucket per log for entries, tiles and runs; or entries in the database
+// rather than in files), even one whose migration was interrupted, opens
+// to the current layout and answers exactly as before: claims, proofs,
+// roots, entries, paths, evidence.
 func TestMigrateFromLegacyLayout(t *testing.T) {
 	defer func(old int) { migrateChunk = old }(migrateChunk)
 	migrateChunk = 4096 // many transactions per log
@@ -154,8 +209,16 @@ func TestMigrateFromLegacyLayout(t *testing.T) {
 	}
 	x.Close()
 
-	for _, keep := range []int{0, 700} {
-		toLegacyLayout(t, path, keep)
+	for _, keep := range []int{-2, -1, 0, 700} {
+		switch keep {
+		case -2: // entries in the database, a torn copy in the files
+			toDatabaseEntries(t, path, false)
+		case -1: // entries in files and, not yet deleted, in the database
+			toDatabaseEntries(t, path, true)
+		default:
+			toDatabaseEntries(t, path, false)
+			toLegacyLayout(t, path, keep)
+		}
 		x, err := Open(path, ids...)
 		if err != nil {
 			t.Fatal(err)
@@ -164,8 +227,14 @@ func TestMigrateFromLegacyLayout(t *testing.T) {
 			t.Fatalf("after migrating (%d entries already moved): answers differ\n got %+v\nwant %+v", keep, got, want)
 		}
 		x.db.View(func(tx *bolt.Tx) error {
+			if k, _ := tx.Bucket(bucketClaims).Cursor().First(); k != nil {
+				t.Errorf("entries are left in the database: %x", k)
+			}
 			for _, id := range ids {
 				lb := tx.Bucket(bucketLogs).Bucket(id.bucketKey())
+				if lb.Get(keyEntryFiles) == nil {
+					t.Errorf("log %s is not marked as kept in files", id)
+				}
 				for _, name := range [][]byte{legacyClaims, legacyTiles, legacyRuns} {
 					if lb.Bucket(name) != nil {
 						t.Errorf("log %s still has its own %s bucket", id, name)

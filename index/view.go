@@ -17,15 +17,16 @@ import (
 
 // A view is one read transaction of the index seen as a verdict.Source:
 // a verdict's claim lookups and inclusion proofs read one snapshot, and
-// the shared claims, runs and tiles buckets are opened once, with one
-// cursor each, for every log and every read (a read transaction, a bucket
-// open and a fresh cursor each cost more than the lookup itself).
+// the shared runs and tiles buckets are opened once, with one cursor
+// each, for every log and every read (a read transaction, a bucket open
+// and a fresh cursor each cost more than the lookup itself). Entries come
+// from the logs' entry files.
 //
 // The logs' metadata (complete size, compromised) is copied before the
 // transaction begins. The index records a new complete size only after
-// the transaction that indexed its entries committed, so every entry below
-// the copied size is in the snapshot: claims and proofs agree on one tree
-// size per log.
+// the transaction that indexed its entries committed and the entry files
+// published them, so every entry below the copied size is in the snapshot
+// and in the files: claims and proofs agree on one tree size per log.
 type view struct {
 	tx   *bolt.Tx
 	logs []viewLog // the configured logs, sorted by builder name
@@ -33,7 +34,7 @@ type view struct {
 	// The shared buckets (see logData) and one cursor on each, opened on
 	// first use and used for every log.
 	opened              bool
-	claims, runs, tiles *bolt.Cursor
+	runs, tiles *bolt.Cursor
 	tilesB              *bolt.Bucket
 	proof               tlog.RecordProof
 
@@ -51,6 +52,7 @@ type viewLog struct {
 	seq         uint32
 	complete    uint64 // the view returns and proves entries below it only
 	compromised bool
+	entries     *entryFiles
 
 	opened bool // hashes is set up
 	hashes storedHashes
@@ -70,7 +72,7 @@ func (x *Index) View(fn func(verdict.Source) error) error {
 		l := &v.logs[i]
 		*l = viewLog{id: id}
 		if m := x.logs[id]; m != nil {
-			l.known, l.seq, l.complete, l.compromised = true, m.seq, m.complete, m.compromised
+			l.known, l.seq, l.complete, l.compromised, l.entries = true, m.seq, m.complete, m.compromised, m.entries
 		}
 		l.hashes.cache = &x.hashes
 	}
@@ -81,7 +83,7 @@ func (x *Index) View(fn func(verdict.Source) error) error {
 	})
 	// Nothing of the transaction may outlive it.
 	clear(v.logs)
-	v.tx, v.opened, v.claims, v.runs, v.tiles, v.tilesB = nil, false, nil, nil, nil, nil
+	v.tx, v.opened, v.runs, v.tiles, v.tilesB = nil, false, nil, nil, nil
 	v.proofData, v.proofSlices = nil, nil
 	views.Put(v)
 	return err
@@ -113,7 +115,6 @@ func (v *view) log(builder string) *viewLog {
 func (v *view) open(l *viewLog) *viewLog {
 	if !v.opened {
 		v.opened = true
-		v.claims = v.tx.Bucket(bucketClaims).Cursor()
 		v.runs = v.tx.Bucket(bucketRuns).Cursor()
 		v.tilesB = v.tx.Bucket(bucketTiles)
 		v.tiles = v.tilesB.Cursor()
@@ -140,8 +141,10 @@ func (v *view) Claims(kind claim.Kind, subject string) ([]verdict.Entry, error) 
 		if !ok || n >= l.complete {
 			continue
 		}
-		key := claimKey(l.hashes.prefix, n)
-		raw := get(v.claims, key[:])
+		raw, err := l.entries.get(n)
+		if err != nil {
+			return nil, fmt.Errorf("index: log %s: %w", l.id, err)
+		}
 		c, err := claim.Parse(raw)
 		if err != nil {
 			return nil, fmt.Errorf("index: log %s: stored entry %d: %w", l.id, n, err)
