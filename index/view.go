@@ -33,10 +33,10 @@ type view struct {
 
 	// The shared buckets (see logData) and one cursor on each, opened on
 	// first use and used for every log.
-	opened              bool
+	opened      bool
 	runs, tiles *bolt.Cursor
-	tilesB              *bolt.Bucket
-	proof               tlog.RecordProof
+	tilesB      *bolt.Bucket
+	proof       tlog.RecordProof
 
 	// The proofs a view hands out are carved from these, allocated on
 	// the first proof of each View (and again if they run out), so that
