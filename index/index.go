@@ -33,18 +33,25 @@
 //	    compromised  present when evidence was recorded against the log
 //	    health       JSON: time and outcome of the last sync attempt
 //	    pathruns/    the log's store-path hash runs (see paths.go)
-//	claims/          seq4 ‖ index (8 BE) → the entry, a claim encoding
+//	    entry-files  present: the log's entries are in its entry files
+//	claims/          empty; where earlier versions kept the entries
 //	tiles/           seq4 ‖ level (1) ‖ tile number (8 BE) → hashes
 //	                 (≤ 256×32 bytes); once the tile is full, all its nodes
 //	runs/            seq4 ‖ first index (8 BE) → sorted records h8 ‖ log index (5 BE)
 //	seqs/            seq4 → "<name> <keyid>"
 //	evidence/        id (8 bytes BE) → JSON Evidence
 //
-// seq4 is the log's sequence number: claims/, tiles/ and runs/ hold every
-// log, each under its own prefix, so that a verdict opens three buckets and
-// three cursors for all the logs it reads (a bucket per log cost most of a
-// verdict's allocations). Indexes written before kept these three inside
-// each log's bucket; Open moves them (layout.go).
+// Beside the database, index.db.entries/ holds each log's entries, exactly
+// as the log served them, in two append-only files named by seq (see
+// entries.go): reading entry n is two loads from a memory map, where a
+// B-tree lookup walked four pages. The database stays the authority on how
+// many there are (synced).
+//
+// seq4 is the log's sequence number: tiles/ and runs/ hold every log, each
+// under its own prefix, so that a verdict opens two buckets and two
+// cursors for all the logs it reads (a bucket per log cost most of a
+// verdict's allocations). Indexes written before kept these inside each
+// log's bucket, or the entries in claims/; Open moves them (layout.go).
 //
 // h8 is the first 8 bytes of SHA-256("<kind> <subject>"). runs/ is the
 // log's subject index, a handful of sorted runs merged as the log grows

@@ -10,27 +10,19 @@ import (
 	"github.com/vouch-dev/vouch/internal/runs"
 )
 
-// logData is where one log's entries, tiles and subject runs live: three
-// buckets shared by every log, each key prefixed by the log's 4-byte
-// sequence number. One bucket per kind rather than per log is what makes
-// a verdict cheap: it opens three buckets and three cursors for all the
-// logs it reads, where a bucket per log cost four bucket opens and three
-// cursors per log, most of a verdict's allocations.
+// logData is where one log's tiles and subject runs live: two buckets
+// shared by every log, each key prefixed by the log's 4-byte sequence
+// number. One bucket per kind rather than per log is what makes a verdict
+// cheap: it opens two buckets and two cursors for all the logs it reads,
+// where a bucket per log cost bucket opens and cursors per log, most of a
+// verdict's allocations. (The entries are in files: entries.go.)
 type logData struct {
-	claims, tiles, runsB *bolt.Bucket
-	prefix               [4]byte
+	tiles, runsB *bolt.Bucket
+	prefix       [4]byte
 }
 
 func (x *Index) data(tx *bolt.Tx, seq uint32) logData {
-	return logData{
-		claims: tx.Bucket(bucketClaims), tiles: tx.Bucket(bucketTiles), runsB: tx.Bucket(bucketRuns),
-		prefix: seqPrefix(seq),
-	}
-}
-
-func (d logData) claimKey(n uint64) []byte {
-	k := claimKey(d.prefix, n)
-	return k[:]
+	return logData{tiles: tx.Bucket(bucketTiles), runsB: tx.Bucket(bucketRuns), prefix: seqPrefix(seq)}
 }
 
 // runs is the log's subject runs.
@@ -42,7 +34,8 @@ func seqPrefix(seq uint32) [4]byte {
 	return p
 }
 
-// claimKey is the key in claims/ of entry n of the log with prefix.
+// claimKey is the key in claims/ of entry n of the log with prefix, where
+// the version before entry files kept it.
 func claimKey(prefix [4]byte, n uint64) [12]byte {
 	var k [12]byte
 	copy(k[:], prefix[:])
