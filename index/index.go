@@ -41,7 +41,7 @@
 //	seqs/            seq4 → "<name> <keyid>"
 //	evidence/        id (8 bytes BE) → JSON Evidence
 //
-// Beside the database, index.db.entries/ holds each log's entries, exactly
+// Beside the database, index.db.logs/ holds each log's entries, exactly
 // as the log served them, in two append-only files named by seq (see
 // entries.go): reading entry n is two loads from a memory map, where a
 // B-tree lookup walked four pages. The database stays the authority on how
@@ -141,9 +141,12 @@ var (
 	keySubjects    = []byte("subjects")
 	keyCompromised = []byte("compromised")
 	keyHealth      = []byte("health")
-	// keyEntryFiles marks a log whose entries are in its entry files
-	// (entries.go); without it they are still in claims/.
+	// keyEntryFiles marks a log whose entries are in its files
+	// (logfiles.go); without it they are still in claims/.
 	keyEntryFiles = []byte("entry-files")
+	// keyTileFiles marks a log whose full leaf tiles are in its files;
+	// without it they are still in tiles/.
+	keyTileFiles = []byte("tile-files")
 )
 
 // Index is an open follower index. It is safe for concurrent use; writes to
@@ -161,7 +164,7 @@ type Index struct {
 	bySeq            map[uint32]LogID
 
 	// appendMu makes Appends one at a time, so that each publishes its
-	// entries (entryFiles.commit) before the next one reads them.
+	// entries (logFiles.commit) before the next one reads them.
 	appendMu sync.Mutex
 
 	hashes hashCache
@@ -183,7 +186,7 @@ type logMeta struct {
 	seq         uint32
 	complete    uint64 // size of the latest fully indexed checkpoint
 	compromised bool
-	entries     *entryFiles
+	files       *logFiles
 }
 
 // Open opens (creating if needed) the index at path. configured lists the
@@ -257,9 +260,9 @@ func (x *Index) Close() error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, m := range x.logs {
-		if m.entries != nil {
-			err = errors.Join(err, m.entries.close())
-			m.entries = nil
+		if m.files != nil {
+			err = errors.Join(err, m.files.close())
+			m.files = nil
 		}
 	}
 	return err
@@ -296,8 +299,11 @@ func (x *Index) logBucket(tx *bolt.Tx, id LogID, create bool) (*bolt.Bucket, err
 	if err := tx.Bucket(bucketSeqs).Put(seq, id.bucketKey()); err != nil {
 		return nil, err
 	}
-	// A new log keeps its entries in files from the start.
+	// A new log keeps its entries and leaf tiles in files from the start.
 	if err := b.Put(keyEntryFiles, []byte{1}); err != nil {
+		return nil, err
+	}
+	if err := b.Put(keyTileFiles, []byte{1}); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -332,11 +338,11 @@ func (x *Index) ensure(id LogID) error {
 	if x.logs[id] == nil {
 		// A new log: any entry files of its number are left from an
 		// index deleted since, and are cut to nothing.
-		f, err := openEntryFiles(x.path, seq, 0)
+		f, err := openLogFiles(x.path, seq, 0, 0)
 		if err != nil {
 			return fmt.Errorf("index: log %s: %w", id, err)
 		}
-		x.logs[id] = &logMeta{seq: seq, entries: f}
+		x.logs[id] = &logMeta{seq: seq, files: f}
 		x.bySeq[seq] = id
 	}
 	return nil
@@ -522,7 +528,7 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 	}
 	x.appendMu.Lock()
 	defer x.appendMu.Unlock()
-	files := x.meta(id).entries
+	files := x.meta(id).files
 	var conflict *Conflict
 	var newComplete, synced, datLen uint64
 	errConflict := errors.New("conflict")
@@ -608,11 +614,12 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 		if err := runs.Add(b.First, run); err != nil {
 			return err
 		}
-		if err := appendHashes(d.tiles, d.prefix, b.First, b.Hashes); err != nil {
+		leaves, err := appendHashes(d.tiles, d.prefix, b.First, b.Hashes)
+		if err != nil {
 			return err
 		}
 		// On disk before the transaction that counts them commits.
-		if datLen, err = files.write(b.First, b.Entries); err != nil {
+		if datLen, err = files.write(b.First, b.Entries, leaves); err != nil {
 			return fmt.Errorf("index: log %s: writing entries: %w", id, err)
 		}
 		synced = b.First + uint64(len(b.Entries))
@@ -672,9 +679,9 @@ func (x *Index) configured() []LogID { return x.sortedConfigured }
 func (x *Index) entryFor(tx *bolt.Tx, id LogID, n uint64) (verdict.Entry, bool, error) {
 	x.mu.RLock()
 	var complete uint64
-	var files *entryFiles
+	var files *logFiles
 	if m := x.logs[id]; m != nil {
-		complete, files = m.complete, m.entries
+		complete, files = m.complete, m.files
 	}
 	x.mu.RUnlock()
 	if n >= complete {
@@ -775,6 +782,7 @@ func (x *Index) withHashes(id LogID, size uint64, fn func(*storedHashes) error) 
 			}
 		}
 		r.prefix = seqPrefix(r.seq)
+		r.files = x.meta(id).files
 		return fn(r)
 	})
 }
@@ -785,7 +793,7 @@ func (x *Index) Entry(id LogID, n uint64) ([]byte, error) {
 	if m == nil {
 		return nil, fmt.Errorf("log %s is not in the index", id)
 	}
-	e, err := m.entries.get(n)
+	e, err := m.files.get(n)
 	if err != nil {
 		return nil, fmt.Errorf("index: log %s: %w", id, err)
 	}
@@ -806,8 +814,8 @@ func (x *Index) Size() (int64, error) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	for _, m := range x.logs {
-		if m.entries != nil {
-			size += int64(m.entries.size())
+		if m.files != nil {
+			size += int64(m.files.size())
 		}
 	}
 	return size, nil
@@ -821,8 +829,8 @@ func (x *Index) BytesPerClaim() (float64, error) {
 	var inuse, entries int64
 	x.mu.RLock()
 	for _, m := range x.logs {
-		if m.entries != nil {
-			inuse += int64(m.entries.size())
+		if m.files != nil {
+			inuse += int64(m.files.size())
 		}
 	}
 	x.mu.RUnlock()

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -326,6 +327,19 @@ func TestProofsFromEveryLayout(t *testing.T) {
 	rewritten := 0
 	err = x.db.Update(func(tx *bolt.Tx) error {
 		tiles, prefix := tx.Bucket(bucketTiles), seqPrefix(x.meta(id).seq)
+		// An earlier version kept the leaf tiles in the database too.
+		for i := int64(0); i < n/tileWidth; i++ {
+			v, err := x.meta(id).files.leafTile(i)
+			if err != nil {
+				return err
+			}
+			if err := tiles.Put(tileKey(prefix, 0, i), bytes.Clone(v)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketLogs).Bucket(id.bucketKey()).Delete(keyTileFiles); err != nil {
+			return err
+		}
 		for _, tile := range []struct {
 			level, n int
 			aux      int // hashes of the aux: auxHashes or legacyAuxHashes; 0 for the inner nodes inline
@@ -370,6 +384,17 @@ func TestProofsFromEveryLayout(t *testing.T) {
 	}
 	defer x.Close()
 	check(x)
+	// The leaf tiles moved to the log's files, their aux values went.
+	x.db.View(func(tx *bolt.Tx) error {
+		prefix := seqPrefix(x.meta(id).seq)
+		c := tx.Bucket(bucketTiles).Cursor()
+		for k, _ := c.Seek(prefix[:]); k != nil && bytes.HasPrefix(k, prefix[:]); k, _ = c.Next() {
+			if k[4]&0x7f == 0 && int64(binary.BigEndian.Uint64(k[5:])) < n/tileWidth {
+				t.Errorf("tile %x is still in the database", k)
+			}
+		}
+		return nil
+	})
 }
 
 func mustEntry(t testing.TB, i int) []byte {

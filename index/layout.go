@@ -7,6 +7,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/vouch-dev/vouch/internal/runs"
 )
 
@@ -120,26 +122,27 @@ func (x *Index) migrate() error {
 	return nil
 }
 
-// openEntries opens every log's entry files (entries.go). A log an earlier
-// version indexed still has its entries in claims/: they are copied to its
-// files first, which are synced before the log is marked as kept in files.
-// Once every log is, claims/ is dropped and made anew, empty, in one
-// transaction. A crash while copying starts that log's copy again (its
-// files are cut to nothing); a crash before claims/ is dropped drops it at
-// the next open.
+// openEntries opens every log's files (logfiles.go). A log an earlier
+// version indexed still has its entries in claims/, or its full leaf tiles
+// in tiles/: they are copied to its files first, which are synced before
+// the log is marked as keeping them in files, and only then deleted from
+// the database (claims/ is dropped and made anew, empty, once every log's
+// entries are in files). A crash while copying starts that copy again (the
+// file is cut to nothing); a crash before the deletion deletes at the next
+// open.
 func (x *Index) openEntries() error {
 	type logState struct {
-		id      LogID
-		m       *logMeta
-		synced  uint64
-		inFiles bool
+		id                    LogID
+		m                     *logMeta
+		synced                uint64
+		inFiles, tilesInFiles bool
 	}
 	var logs []logState
 	inDatabase := false
 	err := x.db.View(func(tx *bolt.Tx) error {
 		for id, m := range x.logs {
 			lb := tx.Bucket(bucketLogs).Bucket(id.bucketKey())
-			logs = append(logs, logState{id, m, getU64(lb, keySynced), lb.Get(keyEntryFiles) != nil})
+			logs = append(logs, logState{id, m, getU64(lb, keySynced), lb.Get(keyEntryFiles) != nil, lb.Get(keyTileFiles) != nil})
 		}
 		k, _ := tx.Bucket(bucketClaims).Cursor().First()
 		inDatabase = k != nil
@@ -149,19 +152,27 @@ func (x *Index) openEntries() error {
 		return err
 	}
 	for _, l := range logs {
-		synced := l.synced
+		// What is not marked as in the files yet is cut from them: it is
+		// what a copy left behind.
+		entries, tiles := l.synced, l.synced
 		if !l.inFiles {
-			synced = 0 // whatever a copy left behind goes
+			entries = 0
 		}
-		f, err := openEntryFiles(x.path, l.m.seq, synced)
+		if !l.tilesInFiles {
+			tiles = 0
+		}
+		f, err := openLogFiles(x.path, l.m.seq, entries, tiles)
 		if err != nil {
 			return fmt.Errorf("log %s: %w", l.id, err)
 		}
-		l.m.entries = f
+		l.m.files = f
 		if !l.inFiles {
 			if err := x.copyEntriesToFiles(l.id, l.m.seq, l.synced, f); err != nil {
-				return fmt.Errorf("log %s: moving its entries to %s: %w (nothing was lost; the next start copies again)", l.id, entriesDir(x.path), err)
+				return fmt.Errorf("log %s: moving its entries to %s: %w (nothing was lost; the next start copies again)", l.id, filesDir(x.path), err)
 			}
+		}
+		if err := x.moveLeafTilesToFiles(l.id, l.m.seq, l.synced, f, l.tilesInFiles); err != nil {
+			return fmt.Errorf("log %s: moving its tiles to %s: %w (nothing was lost; the next start copies again)", l.id, filesDir(x.path), err)
 		}
 	}
 	if !inDatabase {
@@ -176,9 +187,84 @@ func (x *Index) openEntries() error {
 	})
 }
 
-// copyEntriesToFiles copies entries [0, synced) of the log from claims/ to
-// f, then marks the log as kept in files.
-func (x *Index) copyEntriesToFiles(id LogID, seq uint32, synced uint64, f *entryFiles) error {
+// moveLeafTilesToFiles copies the log's full leaf tiles (of the first
+// synced entries) from tiles/ to f, in the blocked layout whatever layout
+// they were stored in, marks the log as keeping them in files, and deletes
+// them from tiles/, in transactions of at most migrateChunk bytes. With
+// copied set, only the deletion is left to do (if anything).
+func (x *Index) moveLeafTilesToFiles(id LogID, seq uint32, synced uint64, f *logFiles, copied bool) error {
+	prefix := seqPrefix(seq)
+	full := int64(synced / tileWidth)
+	for next := int64(0); !copied && next < full; {
+		var batch []leafTile
+		err := x.db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketTiles)
+			for size := 0; next < full && size < migrateChunk; next++ {
+				v := b.Get(tileKey(prefix, 0, next))
+				switch {
+				case len(v) == blockedLen:
+					batch = append(batch, leafTile{next, bytes.Clone(v)})
+				case len(v) >= tileWidth*tlog.HashSize: // an earlier layout: the leaves come first
+					_, value := blockedTile(v[:tileWidth*tlog.HashSize])
+					batch = append(batch, leafTile{next, value})
+				default:
+					return fmt.Errorf("tile 0/%d holds %d bytes, want a full tile: the stored tree is inconsistent", next, len(v))
+				}
+				size += blockedLen
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if _, err := f.write(f.count.Load(), nil, batch); err != nil {
+			return err
+		}
+	}
+	if !copied {
+		err := x.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketLogs).Bucket(id.bucketKey()).Put(keyTileFiles, []byte{1})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	// The copies in tiles/, and the inner nodes some earlier layouts kept
+	// under an aux key (level 0x80), go.
+	for _, level := range []int{0, 0x80} {
+		for next := int64(0); next < full; {
+			err := x.db.Update(func(tx *bolt.Tx) error {
+				c := tx.Bucket(bucketTiles).Cursor()
+				first := tileKey(prefix, level, next)
+				size := 0
+				for k, v := c.Seek(first); k != nil && size < migrateChunk; k, v = c.Seek(first) {
+					if !bytes.HasPrefix(k, first[:5]) || int64(binary.BigEndian.Uint64(k[5:])) >= full {
+						next = full
+						return nil
+					}
+					size += len(k) + len(v)
+					if err := c.Delete(); err != nil {
+						return err
+					}
+				}
+				if size < migrateChunk {
+					next = full
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// copyEntriesToFiles copies entries [0, synced) of the log to f, from
+// claims/ or, if the log is marked as keeping them in files, from the
+// files (which the caller has cut to nothing) as they were, then marks the
+// log as kept in files.
+func (x *Index) copyEntriesToFiles(id LogID, seq uint32, synced uint64, f *logFiles) error {
 	prefix := seqPrefix(seq)
 	var next uint64
 	for next < synced {
@@ -202,7 +288,7 @@ func (x *Index) copyEntriesToFiles(id LogID, seq uint32, synced uint64, f *entry
 			return err
 		}
 		first := next - uint64(len(batch))
-		datLen, err := f.write(first, batch)
+		datLen, err := f.write(first, batch, nil)
 		if err != nil {
 			return err
 		}

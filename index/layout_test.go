@@ -78,7 +78,7 @@ func toDatabaseEntries(t *testing.T, path string, keepFiles bool) {
 		return tx.Bucket(bucketLogs).ForEachBucket(func(k []byte) error {
 			lb := tx.Bucket(bucketLogs).Bucket(k)
 			seq := binary.BigEndian.Uint32(lb.Get(keySeq))
-			base := filepath.Join(entriesDir(path), fmt.Sprintf("%08x", seq))
+			base := filepath.Join(filesDir(path), fmt.Sprintf("%08x", seq))
 			dat, err := os.ReadFile(base + ".dat")
 			if err != nil {
 				return err

@@ -45,7 +45,7 @@ func TestReleaseMapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer x.Close()
-	const n = 20000
+	const n = 100000 // the database holds the subject runs (the entries are in files)
 	for first := 0; first < n; first += 5000 {
 		if c, err := x.Append(id, batch(t, first, 5000, "out")); err != nil || c != nil {
 			t.Fatal(c, err)

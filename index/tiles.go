@@ -31,26 +31,28 @@ func tileKeyArray(prefix [4]byte, level int, n int64) [13]byte {
 // appendHashes adds the leaf hashes of entries [first, first+len(hashes))
 // to the tiles of the log with prefix in b. The tree must hold exactly
 // first leaves. Whenever a tile fills up, its root joins the tile one
-// level up, as in tlog-tiles.
-func appendHashes(b *bolt.Bucket, prefix [4]byte, first uint64, hashes []tlog.Hash) error {
+// level up, as in tlog-tiles. The leaf tiles that fill up are returned,
+// not stored: they go to the log's files (logfiles.go).
+func appendHashes(b *bolt.Bucket, prefix [4]byte, first uint64, hashes []tlog.Hash) ([]leafTile, error) {
 	b.FillPercent = 1 // tile keys only ever grow
+	var full []leafTile
 	for len(hashes) > 0 {
 		n := int64(first / tileWidth)
 		off := int(first % tileWidth)
 		take := min(tileWidth-off, len(hashes))
-		if err := appendToTile(b, prefix, 0, n, off, hashes[:take]); err != nil {
-			return err
+		if err := appendToTile(b, prefix, 0, n, off, hashes[:take], &full); err != nil {
+			return nil, err
 		}
 		first += uint64(take)
 		hashes = hashes[take:]
 	}
-	return nil
+	return full, nil
 }
 
 // appendToTile appends hashes at position off of tile (level, n), which
 // must hold exactly off hashes, and carries the tile's root up a level when
-// it becomes full.
-func appendToTile(b *bolt.Bucket, prefix [4]byte, level int, n int64, off int, hashes []tlog.Hash) error {
+// it becomes full. A leaf tile that becomes full is added to leaves.
+func appendToTile(b *bolt.Bucket, prefix [4]byte, level int, n int64, off int, hashes []tlog.Hash, leaves *[]leafTile) error {
 	key := tileKey(prefix, level, n)
 	old := b.Get(key)
 	if len(old) != off*tlog.HashSize {
@@ -65,10 +67,17 @@ func appendToTile(b *bolt.Bucket, prefix [4]byte, level int, n int64, off int, h
 		return b.Put(key, data)
 	}
 	root, value := blockedTile(data)
-	if err := b.Put(key, value); err != nil {
+	if level == 0 {
+		*leaves = append(*leaves, leafTile{n, value})
+		if old != nil {
+			if err := b.Delete(key); err != nil { // the partial tile it was
+				return err
+			}
+		}
+	} else if err := b.Put(key, value); err != nil {
 		return err
 	}
-	return appendToTile(b, prefix, level+1, n/tileWidth, int(n%tileWidth), []tlog.Hash{root})
+	return appendToTile(b, prefix, level+1, n/tileWidth, int(n%tileWidth), []tlog.Hash{root}, leaves)
 }
 
 // A full tile keeps every node of its subtree, its 256 hashes and the
@@ -171,6 +180,10 @@ type storedHashes struct {
 	synced uint64 // leaves in the tiles: tells full tiles from partial ones
 
 	tiles *bolt.Cursor // reads b; made on first use (or shared by a view)
+	// files holds the log's full leaf tiles; leaf is the last one read.
+	files *logFiles
+	leaf  []byte
+	leafN int64
 
 	dataKey, auxKey   [13]byte
 	data, aux         []byte
@@ -211,6 +224,17 @@ func (r *storedHashes) node(level int, n int64) (tlog.Hash, error) {
 		return r.upper.node(height, pos), nil
 	}
 	var h tlog.Hash
+	if full && tileLevel == 0 && r.files != nil {
+		if r.leaf == nil || r.leafN != tile {
+			data, err := r.files.leafTile(tile)
+			if err != nil {
+				return h, err
+			}
+			r.leaf, r.leafN = data, tile
+		}
+		copy(h[:], r.leaf[blockedIndex(height, pos)*tlog.HashSize:])
+		return h, nil
+	}
 	if full {
 		if k := tileKeyArray(r.prefix, tileLevel, tile); !r.haveData || k != r.dataKey {
 			r.dataKey, r.data, r.haveData = k, r.get(k[:]), true

@@ -22,7 +22,7 @@ import (
 // benchIndexVersion names the layout of the cached benchmark index. Change
 // it whenever the index's on-disk format or the synthetic logs change, so a
 // stale cache is never reused.
-const benchIndexVersion = "v5"
+const benchIndexVersion = "v6"
 
 const benchLogs = 5
 
@@ -72,8 +72,8 @@ func benchIndex(b *testing.B, n int) string {
 	start := time.Now()
 	tmp := path + ".building"
 	os.Remove(tmp)
-	os.RemoveAll(entriesDir(tmp))
-	os.RemoveAll(entriesDir(path))
+	os.RemoveAll(filesDir(tmp))
+	os.RemoveAll(filesDir(path))
 	ids := benchLogIDs()
 	x, err := Open(tmp, ids...)
 	if err != nil {
@@ -107,7 +107,7 @@ func benchIndex(b *testing.B, n int) string {
 		b.Fatal(err)
 	}
 	// The entry files first: the index is complete once it has its name.
-	if err := os.Rename(entriesDir(tmp), entriesDir(path)); err != nil {
+	if err := os.Rename(filesDir(tmp), filesDir(path)); err != nil {
 		b.Fatal(err)
 	}
 	if err := os.Rename(tmp, path); err != nil {

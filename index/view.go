@@ -52,7 +52,7 @@ type viewLog struct {
 	seq         uint32
 	complete    uint64 // the view returns and proves entries below it only
 	compromised bool
-	entries     *entryFiles
+	files       *logFiles
 
 	opened bool // hashes is set up
 	hashes storedHashes
@@ -72,7 +72,7 @@ func (x *Index) View(fn func(verdict.Source) error) error {
 		l := &v.logs[i]
 		*l = viewLog{id: id}
 		if m := x.logs[id]; m != nil {
-			l.known, l.seq, l.complete, l.compromised, l.entries = true, m.seq, m.complete, m.compromised, m.entries
+			l.known, l.seq, l.complete, l.compromised, l.files = true, m.seq, m.complete, m.compromised, m.files
 		}
 		l.hashes.cache = &x.hashes
 	}
@@ -122,6 +122,7 @@ func (v *view) open(l *viewLog) *viewLog {
 	if !l.opened {
 		l.opened = true
 		l.hashes.b, l.hashes.tiles, l.hashes.prefix = v.tilesB, v.tiles, seqPrefix(l.seq)
+		l.hashes.files = l.files
 		l.hashes.seq, l.hashes.synced = l.seq, l.complete
 	}
 	return l
@@ -141,7 +142,7 @@ func (v *view) Claims(kind claim.Kind, subject string) ([]verdict.Entry, error) 
 		if !ok || n >= l.complete {
 			continue
 		}
-		raw, err := l.entries.get(n)
+		raw, err := l.files.get(n)
 		if err != nil {
 			return nil, fmt.Errorf("index: log %s: %w", l.id, err)
 		}

@@ -8,11 +8,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/vouch-dev/vouch/internal/memtlog"
 )
 
 func entryFilePath(t *testing.T, x *Index, id LogID, ext string) string {
 	t.Helper()
-	return filepath.Join(entriesDir(x.Path()), fmt.Sprintf("%08x%s", x.meta(id).seq, ext))
+	return filepath.Join(filesDir(x.Path()), fmt.Sprintf("%08x%s", x.meta(id).seq, ext))
 }
 
 // TestEntryFilesCutAnUncommittedTail: a crash after a batch's entries were
@@ -29,9 +31,9 @@ func TestEntryFilesCutAnUncommittedTail(t *testing.T) {
 	if c, err := x.Append(id, batch(t, 0, 300, "o")); err != nil || c != nil {
 		t.Fatal(c, err)
 	}
-	dat, end := entryFilePath(t, x, id, ".dat"), entryFilePath(t, x, id, ".end")
+	dat, end, tiles := entryFilePath(t, x, id, ".dat"), entryFilePath(t, x, id, ".end"), entryFilePath(t, x, id, ".tiles")
 	x.Close()
-	for _, f := range []string{dat, end} {
+	for _, f := range []string{dat, end, tiles} {
 		fh, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -48,13 +50,24 @@ func TestEntryFilesCutAnUncommittedTail(t *testing.T) {
 	if st, _ := os.Stat(end); st.Size() != 300*8 {
 		t.Errorf("%s holds %d bytes after open, want %d", end, st.Size(), 300*8)
 	}
+	if st, _ := os.Stat(tiles); st.Size() != blockedLen {
+		t.Errorf("%s holds %d bytes after open, want one full tile", tiles, st.Size())
+	}
 	if _, err := x.Entry(id, 300); err == nil {
 		t.Error("entry 300 was never committed, but Entry returned it")
 	}
-	if c, err := x.Append(id, batch(t, 300, 10, "o")); err != nil || c != nil {
+	if c, err := x.Append(id, batch(t, 300, 300, "o")); err != nil || c != nil {
 		t.Fatal(c, err)
 	}
-	for _, n := range []int{0, 299, 300, 309} {
+	var ref memtlog.Tree
+	for i := 0; i < 600; i++ {
+		ref.Add(mustEntry(t, i))
+	}
+	want, _ := ref.Root(600)
+	if got, err := x.RootAt(id, 600); err != nil || got != want {
+		t.Errorf("root of 600 entries %v (%v), want %v", got, err, want)
+	}
+	for _, n := range []int{0, 299, 300, 599} {
 		got, err := x.Entry(id, uint64(n))
 		if want, _ := entry(t, n, "o"); err != nil || !bytes.Equal(got, want) {
 			t.Errorf("entry %d: %q, %v; want %q", n, got, err, want)
@@ -72,8 +85,8 @@ func TestEntryFilesLostAreRefused(t *testing.T) {
 	for _, damage := range []struct {
 		ext  string
 		size int64
-	}{{".end", 100*8 + 3}, {".dat", 10}, {".end", 0}} {
-		os.RemoveAll(entriesDir(path))
+	}{{".end", 100*8 + 3}, {".dat", 10}, {".end", 0}, {".tiles", blockedLen - 1}} {
+		os.RemoveAll(filesDir(path))
 		os.Remove(path)
 		x, err := Open(path, id)
 		if err != nil {
@@ -92,7 +105,7 @@ func TestEntryFilesLostAreRefused(t *testing.T) {
 			x.Close()
 			t.Fatalf("%s cut to %d bytes: Open succeeded", damage.ext, damage.size)
 		}
-		for _, want := range []string{"acknowledged are missing", "vouch sync", entriesDir(path)} {
+		for _, want := range []string{"acknowledged are missing", "vouch sync", filesDir(path)} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("%s cut to %d bytes: error %q does not say %q", damage.ext, damage.size, err, want)
 			}
@@ -138,7 +151,7 @@ func TestEntryFilesGrowUnderReaders(t *testing.T) {
 					return
 				default:
 				}
-				n := x.meta(id).entries.count.Load()
+				n := x.meta(id).files.count.Load()
 				i := (uint64(k) * 7919) % n
 				got, err := x.Entry(id, i)
 				if want, _ := entry(t, int(i), "o"); err != nil || !bytes.Equal(got, want) {
@@ -156,7 +169,7 @@ func TestEntryFilesGrowUnderReaders(t *testing.T) {
 	}
 	readers.Wait()
 	<-done
-	if m := len(x.meta(id).entries.mapped); m > 40 {
+	if m := len(x.meta(id).files.mapped); m > 40 {
 		t.Errorf("%d maps made for %d batches: the maps do not grow geometrically", m, batches)
 	}
 }
