@@ -14,12 +14,9 @@ import (
 	"github.com/vouch-dev/vouch/claim"
 )
 
-// toLegacyLayout rewrites the index at path into the layout earlier
-// versions wrote: each log's entries, tiles and subject runs in buckets
-// inside the log's bucket, keys without the log's prefix. It moves the
-// first keep keys of every log's entries back into the shared bucket too,
-// as a migration interrupted after its first chunks would have left them.
-func toLegacyLayout(t *testing.T, path string, keep int) {
+// rewriteLogs calls fn with each log's bucket of the index at path, in one
+// write transaction of the database alone.
+func rewriteLogs(t *testing.T, path string, fn func(tx *bolt.Tx, lb *bolt.Bucket) error) {
 	t.Helper()
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
@@ -28,37 +25,48 @@ func toLegacyLayout(t *testing.T, path string, keep int) {
 	defer db.Close()
 	err = db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketLogs).ForEachBucket(func(k []byte) error {
-			lb := tx.Bucket(bucketLogs).Bucket(k)
-			prefix := lb.Get(keySeq)
-			for _, m := range []struct{ shared, legacy []byte }{{bucketClaims, legacyClaims}, {bucketTiles, legacyTiles}, {bucketRuns, legacyRuns}} {
-				dst, err := lb.CreateBucket(m.legacy)
-				if err != nil {
-					return err
-				}
-				src := tx.Bucket(m.shared)
-				var moved [][]byte
-				c := src.Cursor()
-				for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-					if err := dst.Put(bytes.Clone(k[len(prefix):]), bytes.Clone(v)); err != nil {
-						return err
-					}
-					moved = append(moved, bytes.Clone(k))
-				}
-				if bytes.Equal(m.shared, bucketClaims) {
-					moved = moved[min(keep, len(moved)):]
-				}
-				for _, k := range moved {
-					if err := src.Delete(k); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
+			return fn(tx, tx.Bucket(bucketLogs).Bucket(k))
 		})
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// toLegacyLayout rewrites the index at path into the layout earlier
+// versions wrote: each log's entries, tiles and subject runs in buckets
+// inside the log's bucket, keys without the log's prefix. It moves the
+// first keep keys of every log's entries back into the shared bucket too,
+// as a migration interrupted after its first chunks would have left them.
+func toLegacyLayout(t *testing.T, path string, keep int) {
+	t.Helper()
+	rewriteLogs(t, path, func(tx *bolt.Tx, lb *bolt.Bucket) error {
+		prefix := lb.Get(keySeq)
+		for _, m := range []struct{ shared, legacy []byte }{{bucketClaims, legacyClaims}, {bucketTiles, legacyTiles}, {bucketRuns, legacyRuns}} {
+			dst, err := lb.CreateBucket(m.legacy)
+			if err != nil {
+				return err
+			}
+			src := tx.Bucket(m.shared)
+			var moved [][]byte
+			c := src.Cursor()
+			for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+				if err := dst.Put(bytes.Clone(k[len(prefix):]), bytes.Clone(v)); err != nil {
+					return err
+				}
+				moved = append(moved, bytes.Clone(k))
+			}
+			if bytes.Equal(m.shared, bucketClaims) {
+				moved = moved[min(keep, len(moved)):]
+			}
+			for _, k := range moved {
+				if err := src.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // toDatabaseEntries rewrites the index at path into the layout of the
@@ -69,48 +77,37 @@ func toLegacyLayout(t *testing.T, path string, keep int) {
 // a copy interrupted midway would have left them.
 func toDatabaseEntries(t *testing.T, path string, keepFiles bool) {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	err = db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketLogs).ForEachBucket(func(k []byte) error {
-			lb := tx.Bucket(bucketLogs).Bucket(k)
-			seq := binary.BigEndian.Uint32(lb.Get(keySeq))
-			base := filepath.Join(filesDir(path), fmt.Sprintf("%08x", seq))
-			dat, err := os.ReadFile(base + ".dat")
-			if err != nil {
+	rewriteLogs(t, path, func(tx *bolt.Tx, lb *bolt.Bucket) error {
+		seq := binary.BigEndian.Uint32(lb.Get(keySeq))
+		base := filepath.Join(filesDir(path), fmt.Sprintf("%08x", seq))
+		dat, err := os.ReadFile(base + ".dat")
+		if err != nil {
+			return err
+		}
+		ends, err := os.ReadFile(base + ".end")
+		if err != nil {
+			return err
+		}
+		start := uint64(0)
+		for n := 0; n < len(ends)/8; n++ {
+			end := binary.BigEndian.Uint64(ends[n*8:])
+			key := claimKey([4]byte(lb.Get(keySeq)), uint64(n))
+			if err := tx.Bucket(bucketClaims).Put(key[:], dat[start:end]); err != nil {
 				return err
 			}
-			ends, err := os.ReadFile(base + ".end")
-			if err != nil {
-				return err
-			}
-			start := uint64(0)
-			for n := 0; n < len(ends)/8; n++ {
-				end := binary.BigEndian.Uint64(ends[n*8:])
-				key := claimKey([4]byte(lb.Get(keySeq)), uint64(n))
-				if err := tx.Bucket(bucketClaims).Put(key[:], dat[start:end]); err != nil {
-					return err
-				}
-				start = end
-			}
-			if keepFiles {
-				return nil
-			}
-			if err := os.WriteFile(base+".dat", dat[:len(dat)/2], 0o600); err != nil {
-				return err
-			}
-			if err := os.WriteFile(base+".end", ends[:len(ends)/2+3], 0o600); err != nil {
-				return err
-			}
-			return lb.Delete(keyEntryFiles)
-		})
+			start = end
+		}
+		if keepFiles {
+			return nil
+		}
+		if err := os.WriteFile(base+".dat", dat[:len(dat)/2], 0o600); err != nil {
+			return err
+		}
+		if err := os.WriteFile(base+".end", ends[:len(ends)/2+3], 0o600); err != nil {
+			return err
+		}
+		return lb.Delete(keyEntryFiles)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestMigrateFromLegacyLayout: an index written by an earlier version (a
