@@ -117,6 +117,12 @@ func drip(w http.ResponseWriter, r *http.Request, b []byte) {
 // shortLimits make the drip cases fail in about a second.
 var shortLimits = Limits{NarinfoTimeout: time.Second, StallTimeout: time.Second}
 
+// patientLimits are for tests whose hostile upstream alters bytes rather
+// than drips them: under the race detector on a loaded 2-core machine, an
+// honest upstream decompressing bzip2 has been seen to fall under 64 KiB
+// in a second, and shortLimits then cut it as a stall.
+var patientLimits = Limits{NarinfoTimeout: 10 * time.Second, StallTimeout: 15 * time.Second}
+
 // TestHostileUpstreamsGetNothingThrough: with only a hostile upstream, no
 // complete NAR and no field of its narinfo reaches the client, and the
 // failure is counted under its reason; with an honest upstream beside it,
@@ -193,13 +199,13 @@ func TestNixRejectsHostileUpstreams(t *testing.T) {
 	w := getWorld(t)
 	key := nixKey(t)
 	bad := hostile(t, w.caches["none"], hostileCases()[0].h)
-	_, n := node(t, w.decider("a", "big"), key, shortLimits, bad.URL)
+	_, n := node(t, w.decider("a", "big"), key, patientLimits, bad.URL)
 	nix := newNixClient(t, n.URL, key.PublicKey())
 	if out, err := nix.run("nix-store", "-r", w.paths["big"]); err == nil {
 		t.Fatalf("Nix accepted a path whose only upstream alters bytes:\n%s", out)
 	}
 	honest := cacheServer(t, w.caches["bzip2"])
-	_, n2 := node(t, w.decider("a", "big"), key, shortLimits, bad.URL, honest.URL)
+	_, n2 := node(t, w.decider("a", "big"), key, patientLimits, bad.URL, honest.URL)
 	nix2 := newNixClient(t, n2.URL, key.PublicKey())
 	// If the hostile upstream wins the race, its NAR fails after bytes
 	// were sent and the stream is cut; Nix 2.8 does not retry a partial
