@@ -33,19 +33,23 @@
 //	    compromised  present when evidence was recorded against the log
 //	    health       JSON: time and outcome of the last sync attempt
 //	    pathruns/    the log's store-path hash runs (see paths.go)
-//	    entry-files  present: the log's entries are in its entry files
+//	    entry-files  present: the log's entries are in its files
+//	    tile-files   present: the log's full leaf tiles are in its files
 //	claims/          empty; where earlier versions kept the entries
 //	tiles/           seq4 ‖ level (1) ‖ tile number (8 BE) → hashes
 //	                 (≤ 256×32 bytes); once the tile is full, all its nodes
+//	                 (full leaf tiles: in the log's files)
 //	runs/            seq4 ‖ first index (8 BE) → sorted records h8 ‖ log index (5 BE)
 //	seqs/            seq4 → "<name> <keyid>"
 //	evidence/        id (8 bytes BE) → JSON Evidence
 //
-// Beside the database, index.db.logs/ holds each log's entries, exactly
-// as the log served them, in two append-only files named by seq (see
-// entries.go): reading entry n is two loads from a memory map, where a
-// B-tree lookup walked four pages. The database stays the authority on how
-// many there are (synced).
+// Beside the database, index.db.logs/ holds what of each log never
+// changes once written, in three append-only files named by seq (see
+// logfiles.go): its entries exactly as the log served them, their end
+// offsets, and its full leaf tiles. Reading entry n is two loads from a
+// memory map and a leaf tile one, where a B-tree lookup walked three or
+// four pages. The database stays the authority on how many entries there
+// are (synced).
 //
 // seq4 is the log's sequence number: tiles/ and runs/ hold every log, each
 // under its own prefix, so that a verdict opens two buckets and two
@@ -254,7 +258,7 @@ func Open(path string, configured ...LogID) (*Index, error) {
 	return x, nil
 }
 
-// Close closes the database and the entry files.
+// Close closes the database and the logs' files.
 func (x *Index) Close() error {
 	err := x.db.Close()
 	x.mu.Lock()
@@ -336,7 +340,7 @@ func (x *Index) ensure(id LogID) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.logs[id] == nil {
-		// A new log: any entry files of its number are left from an
+		// A new log: any files of its number are left from an
 		// index deleted since, and are cut to nothing.
 		f, err := openLogFiles(x.path, seq, 0, 0)
 		if err != nil {
@@ -823,7 +827,7 @@ func (x *Index) Size() (int64, error) {
 
 // BytesPerClaim returns the bytes the index uses per indexed entry: the
 // bytes of all keys and values bbolt holds in use (pages in use, not free
-// pages of the file) and of the entry files, divided by the number of
+// pages of the file) and of the logs' files, divided by the number of
 // entries indexed.
 func (x *Index) BytesPerClaim() (float64, error) {
 	var inuse, entries int64

@@ -37,7 +37,7 @@ func seqPrefix(seq uint32) [4]byte {
 }
 
 // claimKey is the key in claims/ of entry n of the log with prefix, where
-// the version before entry files kept it.
+// the version before the logs' files kept it.
 func claimKey(prefix [4]byte, n uint64) [12]byte {
 	var k [12]byte
 	copy(k[:], prefix[:])

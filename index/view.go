@@ -20,11 +20,11 @@ import (
 // the shared runs and tiles buckets are opened once, with one cursor
 // each, for every log and every read (a read transaction, a bucket open
 // and a fresh cursor each cost more than the lookup itself). Entries come
-// from the logs' entry files.
+// from the logs' files, and so do full leaf tiles.
 //
 // The logs' metadata (complete size, compromised) is copied before the
 // transaction begins. The index records a new complete size only after
-// the transaction that indexed its entries committed and the entry files
+// the transaction that indexed its entries committed and the logs' files
 // published them, so every entry below the copied size is in the snapshot
 // and in the files: claims and proofs agree on one tree size per log.
 type view struct {
