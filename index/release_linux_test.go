@@ -87,6 +87,13 @@ func TestReleaseMapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	touchEveryPage(t, x)
+	dat := filepath.Join(filesDir(path), fmt.Sprintf("%08x.dat", x.meta(id).seq))
+	for i := 0; i < n; i += 7 { // as a sync does when subjects come again
+		if _, err := x.Entry(id, uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	datBefore := mappedKiB(t, dat)
 	before := mappedKiB(t, path)
 	if before < 1024 {
 		t.Fatalf("only %d KiB of the index are mapped after reading all of it", before)
@@ -97,6 +104,9 @@ func TestReleaseMapped(t *testing.T) {
 	after := mappedKiB(t, path)
 	if after > before/10 {
 		t.Fatalf("%d KiB of the index still mapped after releasing, %d before", after, before)
+	}
+	if datAfter := mappedKiB(t, dat); datBefore < 1024 || datAfter > datBefore/10 {
+		t.Fatalf("%s: %d KiB mapped after reading entries, %d after releasing", dat, datBefore, datAfter)
 	}
 	t.Logf("%d KiB of the database mapped after reading it all, %d after releasing", before, after)
 	for _, i := range []int{0, 4999, 12345, n - 1} {
