@@ -96,42 +96,23 @@ func appendToTile(b *bolt.Bucket, prefix [4]byte, level int, n int64, off int, h
 // (A partial tile holds only its hashes, in order: it is never read as
 // full, and appendToTile extends it.)
 //
-// Earlier layouts are still read, by the lengths of the values, so an
-// existing index needs no migration (tiles that fill up later get the
-// current layout):
+// Full leaf tiles live in the log's files (logfiles.go), always in this
+// layout: Open converts those of an earlier index. The full tiles above
+// level 0 stay in tiles/, and earlier layouts of those are still read, by
+// the lengths of the values (upperTile):
 //
 //   - the 510 hashes as tileNodes lays them out: heights 0 to 7, lowest
 //     first, each height left to right;
 //   - a full tile of 256 hashes and, under the aux key (0x80|level ‖ tile
 //     number), its 254 inner nodes as above;
-//   - the same with an aux of only heights 4 to 7 (30 hashes): the nodes
-//     below height 4 are computed from the tile (at most 8 hashes).
+//   - the same with an aux of only heights 4 to 7 (30 hashes).
 const (
 	blockedLayout   = 1
 	blockedLen      = fullTileHashes*tlog.HashSize + 1
 	fullTileHashes  = 2*tileWidth - 2 // heights 0..7
 	auxHashes       = tileWidth - 2   // heights 1..7
-	legacyAuxHashes = 16 + 8 + 4 + 2
-	legacyAuxMin    = 4 // lowest height a legacy aux holds
+	legacyAuxHashes = 16 + 8 + 4 + 2  // heights 4..7
 )
-
-// auxPosition returns the position in an aux value of auxLen hashes of the
-// node at height (1..7) and position pos of its tile, and whether that aux
-// holds it.
-func auxPosition(auxLen, height, pos int) (int, bool) {
-	switch auxLen {
-	case auxHashes:
-		// Heights below h hold 128+64+…+(256>>(h-1)) = 256-(512>>h) hashes.
-		return tileWidth - (2*tileWidth)>>height + pos, true
-	case legacyAuxHashes:
-		if height < legacyAuxMin {
-			return 0, false
-		}
-		// Heights 4 to h-1 hold 16+…+(256>>(h-1)) = 32-(512>>h) hashes.
-		return 32 - (2*tileWidth)>>height + pos, true
-	}
-	return 0, false
-}
 
 // blockedIndex is the place of the node at height (0..7) and position pos
 // of a full tile in the blocked layout.
@@ -185,11 +166,11 @@ type storedHashes struct {
 	leaf  []byte
 	leafN int64
 
-	dataKey, auxKey   [13]byte
-	data, aux         []byte
-	haveData, haveAux bool
-	upperKey          [2]int64
-	upper             *tileNodes
+	dataKey  [13]byte // the partial tile last read
+	data     []byte
+	haveData bool
+	upperKey [2]int64
+	upper    *tileNodes
 }
 
 // get reads the value of key in the tiles bucket.
@@ -224,7 +205,7 @@ func (r *storedHashes) node(level int, n int64) (tlog.Hash, error) {
 		return r.upper.node(height, pos), nil
 	}
 	var h tlog.Hash
-	if full && tileLevel == 0 && r.files != nil {
+	if full { // a leaf tile: in the log's files
 		if r.leaf == nil || r.leafN != tile {
 			data, err := r.files.leafTile(tile)
 			if err != nil {
@@ -235,33 +216,10 @@ func (r *storedHashes) node(level int, n int64) (tlog.Hash, error) {
 		copy(h[:], r.leaf[blockedIndex(height, pos)*tlog.HashSize:])
 		return h, nil
 	}
-	if full {
-		if k := tileKeyArray(r.prefix, tileLevel, tile); !r.haveData || k != r.dataKey {
-			r.dataKey, r.data, r.haveData = k, r.get(k[:]), true
-		}
-		switch len(r.data) {
-		case blockedLen:
-			copy(h[:], r.data[blockedIndex(height, pos)*tlog.HashSize:])
-			return h, nil
-		case fullTileHashes * tlog.HashSize:
-			copy(h[:], r.data[tileNodeIndex(height, pos)*tlog.HashSize:])
-			return h, nil
-		}
-		if height > 0 { // an earlier layout: the inner nodes in an aux
-			if k := tileKeyArray(r.prefix, tileLevel|0x80, tile); !r.haveAux || k != r.auxKey {
-				r.auxKey, r.aux, r.haveAux = k, r.get(k[:]), true
-			}
-			if j, ok := auxPosition(len(r.aux)/tlog.HashSize, height, pos); ok {
-				copy(h[:], r.aux[j*tlog.HashSize:])
-				return h, nil
-			}
-			// A height below 4 in a legacy aux: at most 8 hashes to combine.
-		}
-	}
 	// A partial tile at the right edge: every proof needs its upper nodes,
 	// each costing a read and up to 127 hash operations, so they are
 	// cached (all but the leaf-level ones, which few proofs read).
-	edge := !full && (height >= 2 || tileLevel >= 1)
+	edge := height >= 2 || tileLevel >= 1
 	key := edgeCacheKey{seq: r.seq, a: int64(level), b: n}
 	if edge {
 		if h, ok := r.cache.edgeHash(key); ok {
