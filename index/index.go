@@ -244,7 +244,7 @@ func Open(path string, configured ...LogID) (*Index, error) {
 		db.Close()
 		return nil, fmt.Errorf("index %s: moving logs to the current layout: %w (nothing was lost; the next start resumes)", path, err)
 	}
-	if err := x.openEntries(); err != nil {
+	if err := x.openAllLogFiles(); err != nil {
 		x.Close()
 		return nil, fmt.Errorf("index %s: %w", path, err)
 	}

@@ -122,7 +122,7 @@ func (x *Index) migrate() error {
 	return nil
 }
 
-// openEntries opens every log's files (logfiles.go). A log an earlier
+// openAllLogFiles opens every log's files (logfiles.go). A log an earlier
 // version indexed still has its entries in claims/, or its full leaf tiles
 // in tiles/: they are copied to its files first, which are synced before
 // the log is marked as keeping them in files, and only then deleted from
@@ -130,7 +130,7 @@ func (x *Index) migrate() error {
 // entries are in files). A crash while copying starts that copy again (the
 // file is cut to nothing); a crash before the deletion deletes at the next
 // open.
-func (x *Index) openEntries() error {
+func (x *Index) openAllLogFiles() error {
 	type logState struct {
 		id                    LogID
 		m                     *logMeta
