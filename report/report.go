@@ -25,6 +25,16 @@
 //     index's compromised flags: exactly the decision Policy.Decide makes
 //     for `vouch verdict` (Decide is DecideEntries plus inclusion proofs,
 //     which a report does not need), so the counts match for every subject.
+//   - Outvoted (per builder): subjects for which the builder's output lost
+//     against an agreeing quorum — another output alone met the policy's
+//     Min and MinOperators with a strict majority of the configured weight
+//     (verdict.Verdict.Outvoted), whatever on-conflict says. A builder that
+//     lies, or is broken, stands out here.
+//   - Non-reproducible (per builder): subjects for which the builder's
+//     counted claim is one of two or more outputs and no output has such a
+//     majority: the subject does not reproduce, and nobody can tell who is
+//     right. Only counted builders (listed, not compromised, one output)
+//     are counted in either.
 //   - Log health: tree size of the latest verified checkpoint, entries
 //     indexed, lag (entries of that checkpoint not yet indexed), when the
 //     last sync attempt and the last successful one ended, the error of the
@@ -85,6 +95,8 @@ type Report struct {
 	BuiltByOne []Single `json:"built_by_one"`
 	// Undecided lists the subjects whose verdict is not trusted.
 	Undecided []Subject `json:"undecided"`
+	// Outvotes lists the claims that lost against an agreeing quorum.
+	Outvotes []Outvote `json:"outvotes"`
 	// Subjects lists every subject when Options.AllSubjects is set.
 	Subjects []Subject `json:"subjects,omitempty"`
 }
@@ -106,7 +118,12 @@ type Totals struct {
 	Conflict      int `json:"conflict"`
 	Disagreements int `json:"disagreements"` // subjects with two or more outputs
 	BuiltByOne    int `json:"built_by_one"`  // outputs only one builder claimed
-	Evidence      int `json:"evidence"`
+	// Outvoted counts the subjects where at least one builder was outvoted,
+	// NonReproducible those with two or more counted outputs and no
+	// output holding a quorum with a strict majority.
+	Outvoted        int `json:"outvoted"`
+	NonReproducible int `json:"non_reproducible"`
+	Evidence        int `json:"evidence"`
 }
 
 // Builder is one configured log's share of the claims.
@@ -115,7 +132,23 @@ type Builder struct {
 	Entries     uint64      `json:"entries"`  // entries indexed
 	Subjects    int         `json:"subjects"` // subjects it has a claim for
 	Compromised bool        `json:"compromised"`
-	Agreement   []Agreement `json:"agreement"` // with every other configured log, by name
+	// Outvoted counts the subjects where this builder's output lost
+	// against an agreeing quorum; NonReproducible those where its output
+	// was one of several and none had such a quorum (see the package doc).
+	Outvoted        int         `json:"outvoted"`
+	NonReproducible int         `json:"non_reproducible"`
+	Agreement       []Agreement `json:"agreement"` // with every other configured log, by name
+}
+
+// Outvote is one claim that lost against an agreeing quorum.
+type Outvote struct {
+	Kind    claim.Kind `json:"kind"`
+	Subject string     `json:"subject"`
+	Builder string     `json:"builder"` // the outvoted builder
+	Output  string     `json:"output"`  // its output
+	Agreed  string     `json:"agreed"`  // the output the quorum agreed on
+	// Quorum is the builders that agreed on it.
+	Quorum []string `json:"quorum"`
 }
 
 // Agreement is how often two builders' outputs are equal.
@@ -186,7 +219,7 @@ func Build(r Reader, p *verdict.Policy, opt Options) (*Report, error) {
 		Generated: now.UTC(),
 		Policy: Policy{Builders: len(p.Builders()), TotalWeight: p.TotalWeight(),
 			Min: p.Min, MinOperators: p.MinOperators, OnConflict: p.OnConflict},
-		Disagreements: []Subject{}, BuiltByOne: []Single{}, Undecided: []Subject{},
+		Disagreements: []Subject{}, BuiltByOne: []Single{}, Undecided: []Subject{}, Outvotes: []Outvote{},
 	}
 
 	stats, err := r.Stats()
@@ -272,6 +305,7 @@ func Build(r Reader, p *verdict.Policy, opt Options) (*Report, error) {
 				rep.Subjects = append(rep.Subjects, sub)
 			}
 			countPairs(s.Claims, pos, rep.Builders, shared, agreed)
+			countDissent(rep, &v, pos, keep)
 		}
 		if next == "" {
 			break
@@ -327,6 +361,39 @@ func dedupe(s []string) []string {
 		}
 	}
 	return out
+}
+
+// countDissent counts a subject's dissenting builders as outvoted or
+// non-reproducible (see the package doc) and keeps the outvoted claims.
+func countDissent(rep *Report, v *verdict.Verdict, pos map[string]int, keep func(int) bool) {
+	if len(v.Disagreed) == 0 {
+		return
+	}
+	if !v.Outvoted {
+		rep.Totals.NonReproducible++
+		for _, votes := range [][]verdict.Vote{v.Agreed, v.Disagreed} {
+			for _, vote := range votes {
+				if i, ok := pos[vote.Builder]; ok {
+					rep.Builders[i].NonReproducible++
+				}
+			}
+		}
+		return
+	}
+	rep.Totals.Outvoted++
+	quorum := make([]string, len(v.Agreed))
+	for i, vote := range v.Agreed {
+		quorum[i] = vote.Builder
+	}
+	for _, vote := range v.Disagreed {
+		if i, ok := pos[vote.Builder]; ok {
+			rep.Builders[i].Outvoted++
+		}
+		if keep(len(rep.Outvotes)) {
+			rep.Outvotes = append(rep.Outvotes, Outvote{Kind: v.Kind, Subject: v.Subject, Builder: vote.Builder,
+				Output: vote.Output, Agreed: v.Agreed[0].Output, Quorum: quorum})
+		}
+	}
 }
 
 // countPairs adds one subject's claims to the pairwise agreement counters

@@ -171,7 +171,7 @@ func TestReportFourBuilders(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	want := Totals{Subjects: 9, Trusted: 5, Conflict: 2, Insufficient: 2, Disagreements: 2, BuiltByOne: 6}
+	want := Totals{Subjects: 9, Trusted: 5, Conflict: 2, Insufficient: 2, Disagreements: 2, BuiltByOne: 6, Outvoted: 1, NonReproducible: 1}
 	if rep.Totals != want {
 		t.Errorf("totals %+v, want %+v", rep.Totals, want)
 	}
@@ -195,6 +195,23 @@ func TestReportFourBuilders(t *testing.T) {
 	}
 	if _, self := rates["alice"]; self || len(alice.Agreement) != 3 {
 		t.Errorf("alice's agreement list %+v", alice.Agreement)
+	}
+
+	// dave, who tampered with subject 6, is the one builder outvoted; all
+	// four are non-reproducible on subject 7, where nobody has a majority.
+	for _, b := range rep.Builders {
+		wantOutvoted := 0
+		if b.Name == "dave" {
+			wantOutvoted = 1
+		}
+		if b.Outvoted != wantOutvoted || b.NonReproducible != 1 {
+			t.Errorf("%s: outvoted %d, non-reproducible %d; want %d and 1", b.Name, b.Outvoted, b.NonReproducible, wantOutvoted)
+		}
+	}
+	wantOutvotes := []Outvote{{Kind: claim.KindNix, Subject: path(6), Builder: "dave", Output: nixClaim(path(6), "Y").Output(),
+		Agreed: nixClaim(path(6), "X").Output(), Quorum: []string{"alice", "bob", "carol"}}}
+	if !reflect.DeepEqual(rep.Outvotes, wantOutvotes) {
+		t.Errorf("outvotes %+v, want %+v", rep.Outvotes, wantOutvotes)
 	}
 
 	var disagreeing []string
@@ -310,7 +327,11 @@ func TestWriteText(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{
-		"subjects       9  5 trusted, 2 conflict, 2 insufficient",
+		"subjects          9  5 trusted, 2 conflict, 2 insufficient",
+		"outvoted          1  subjects where a builder's output lost",
+		"non-reproducible  1  subjects with several outputs",
+		"dave   7        7         1         1                 <- outvoted by a quorum",
+		"dave logged nar-hash=",
 		"71% (7)", // alice~dave: 5 of 7
 		"88% (8)", // alice~bob: 7 of 8
 		"carol  10    7        3",

@@ -22,18 +22,24 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(tw, "subjects\t%d\t%d trusted, %d conflict, %d insufficient\n", t.Subjects, t.Trusted, t.Conflict, t.Insufficient)
 	fmt.Fprintf(tw, "disagreements\t%d\tsubjects with more than one output\n", t.Disagreements)
 	fmt.Fprintf(tw, "built by one\t%d\toutputs only one builder claimed\n", t.BuiltByOne)
+	fmt.Fprintf(tw, "outvoted\t%d\tsubjects where a builder's output lost against an agreeing quorum\n", t.Outvoted)
+	fmt.Fprintf(tw, "non-reproducible\t%d\tsubjects with several outputs and no quorum majority for any\n", t.NonReproducible)
 	fmt.Fprintf(tw, "evidence\t%d\trecorded misbehaviours (vouch evidence)\n", t.Evidence)
 	tw.Flush()
 
 	fmt.Fprintln(ew, "\nbuilders")
 	tw = tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "\tentries\tsubjects\t\n")
+	fmt.Fprintf(tw, "\tentries\tsubjects\toutvoted\tnon-reproducible\t\n")
 	for _, b := range r.Builders {
 		name := b.Name
 		if b.Compromised {
 			name += " (compromised)"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t\n", name, b.Entries, b.Subjects)
+		flag := ""
+		if b.Outvoted > 0 {
+			flag = "<- outvoted by a quorum"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\n", name, b.Entries, b.Subjects, b.Outvoted, b.NonReproducible, flag)
 	}
 	tw.Flush()
 
@@ -102,6 +108,13 @@ func (r *Report) WriteText(w io.Writer) error {
 			}
 		}
 		more(len(r.Disagreements), r.Totals.Disagreements)
+	}
+	if len(r.Outvotes) > 0 {
+		fmt.Fprintf(ew, "\nclaims outvoted by an agreeing quorum (%d subjects)\n", r.Totals.Outvoted)
+		for _, o := range r.Outvotes {
+			fmt.Fprintf(ew, "  %s %s: %s logged %s; %s agreed on %s\n", o.Kind, o.Subject, o.Builder, o.Output, strings.Join(o.Quorum, ", "), o.Agreed)
+		}
+		more(len(r.Outvotes), len(r.Outvotes))
 	}
 	if len(r.BuiltByOne) > 0 {
 		fmt.Fprintf(ew, "\noutputs only one builder claimed (%d)\n", r.Totals.BuiltByOne)

@@ -60,6 +60,14 @@
 // and because the rule compares integers (weights, and 2*w > T instead of
 // w/T > 50 %), 100 % is reachable exactly.
 //
+// Outvoted is set when other outputs were claimed and the leading output
+// alone meets Min and MinOperators with a strict majority of T, whatever
+// OnConflict says: the builders in Disagreed were outvoted by an agreeing
+// quorum. With other outputs and no such majority, the subject simply does
+// not reproduce and nobody is singled out. (Under "refuse" a subject can be
+// a Conflict and still have Outvoted set: the path is refused, and the
+// dissenter still stands out in reports.)
+//
 // Agreed lists the votes for the leading output, Disagreed every other
 // counted vote (output by output in the order above, then by builder name),
 // Silent the counted builders without a claim, Compromised the builders of

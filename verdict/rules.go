@@ -295,6 +295,7 @@ func (p *Policy) DecideEntries(entries []Entry, compromised func(builder string)
 	strictMajority := 2*lead.weight > r.total
 	enough := lead.weight >= minWeight && lead.operators >= minOps
 	alone := len(groups) == 1
+	v.Outvoted = !alone && enough && strictMajority
 	switch {
 	case enough && (alone || majority && strictMajority):
 		v.Outcome = Trusted

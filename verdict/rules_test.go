@@ -87,15 +87,18 @@ func TestDecideEntries(t *testing.T) {
 		silent      string
 		bad         string // Compromised
 		reason      string // substring
+		outvoted    bool   // the dissenters lost against an agreeing quorum
 	}{
 		{name: "reproducible, 3 of 4", policy: four(3, 2, "refuse"), claims: "alice=X bob=X carol=X",
 			outcome: Trusted, value: "X", agreed: "alice bob carol", silent: "dave",
 			reason: "3 of 4 builders agree (need 3), from 3 operators (need 2); 1 silent"},
 		{name: "tampering builder outvoted (majority)", policy: four(3, 2, "majority"), claims: "alice=X bob=X carol=X dave=Y",
-			outcome: Trusted, value: "X", agreed: "alice bob carol", disagreed: "dave",
+			outcome: Trusted, value: "X", agreed: "alice bob carol", disagreed: "dave", outvoted: true,
 			reason: "1 disagrees with 1 other output, but the leading output holds a strict majority (3 of 4 votes)"},
 		{name: "tampering builder refused", policy: four(3, 2, "refuse"), claims: "alice=X bob=X carol=X dave=Y",
-			outcome: Conflict, agreed: "alice bob carol", disagreed: "dave", reason: "the policy refuses conflicts"},
+			outcome: Conflict, agreed: "alice bob carol", disagreed: "dave", outvoted: true, reason: "the policy refuses conflicts"},
+		{name: "a majority short of the quorum outvotes nobody", policy: four(4, 1, "majority"), claims: "alice=X bob=X carol=X dave=Y",
+			outcome: Conflict, agreed: "alice bob carol", disagreed: "dave", reason: "only 3 of 4 builders agree (need 4)"},
 		{name: "one answering log of four is not 100%", policy: four(3, 2, "majority"), claims: "alice=X",
 			outcome: Insufficient, agreed: "alice", silent: "bob carol dave",
 			reason: "only 1 of 4 builders agree (need 3), from 1 operator (need 2); 3 silent"},
@@ -184,6 +187,9 @@ func TestDecideEntries(t *testing.T) {
 			check("disagreed", names(got.Disagreed), tc.disagreed)
 			check("silent", got.Silent, tc.silent)
 			check("compromised", got.Compromised, tc.bad)
+			if got.Outvoted != tc.outvoted {
+				t.Errorf("outvoted = %v, want %v", got.Outvoted, tc.outvoted)
+			}
 			if !strings.Contains(got.Reason, tc.reason) {
 				t.Errorf("reason %q does not contain %q", got.Reason, tc.reason)
 			}

@@ -29,6 +29,12 @@ type Verdict struct {
 	Disagreed   []Vote   `json:"disagreed"`   // builders with another output
 	Silent      []string `json:"silent"`      // configured builders with no claim for the subject
 	Compromised []string `json:"compromised"` // configured builders whose log is marked compromised
+	// Outvoted is set when Disagreed is not empty and the leading output
+	// alone met the quorum with a strict majority of the configured weight,
+	// whatever OnConflict says: the builders in Disagreed lost against an
+	// agreeing quorum (a liar or a broken builder stands out), rather than
+	// the subject simply not reproducing (no output with such a majority).
+	Outvoted bool `json:"outvoted,omitempty"`
 }
 
 // Vote is one builder's claim as used in a verdict.
