@@ -115,7 +115,7 @@ func buildBig() (*Dashboard, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := h.(*Dashboard)
+	d := h
 	t0 := time.Now()
 	if _, _, err := d.snapshot(context.Background()); err != nil {
 		return nil, err

@@ -12,6 +12,8 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vouch-dev/vouch/config"
 	"github.com/vouch-dev/vouch/index"
 	"github.com/vouch-dev/vouch/verdict"
@@ -42,6 +44,10 @@ type Options struct {
 	FreshWait time.Duration
 	// Now is the clock ages are measured with; default time.Now.
 	Now func() time.Time
+	// Registerer, if set, receives the per-builder outvoted and
+	// non-reproducible gauges (vouch_builder_outvoted_subjects,
+	// vouch_builder_nonreproducible_subjects) of the latest snapshot.
+	Registerer prometheus.Registerer
 }
 
 // Dashboard serves the pages and the JSON API.
@@ -65,7 +71,7 @@ var assetFS embed.FS
 
 // New returns the dashboard handler. It answers the paths the package doc
 // lists and 404s every other one.
-func New(opts Options) (http.Handler, error) {
+func New(opts Options) (*Dashboard, error) {
 	if opts.Index == nil || opts.Policy == nil || opts.Config == nil {
 		return nil, errors.New("dashboard: Index, Policy and Config are all needed (is the follow role on?)")
 	}
@@ -118,6 +124,11 @@ func New(opts Options) (http.Handler, error) {
 	m.HandleFunc("GET /evidence/{id}", d.evidencePage)
 	api("/evidence/{id}", d.evidence)
 	d.mux = m
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(newCollector(d)); err != nil {
+			return nil, fmt.Errorf("dashboard: registering metrics: %w", err)
+		}
+	}
 	return d, nil
 }
 

@@ -258,7 +258,25 @@ func TestBuilders(t *testing.T) {
 			t.Errorf("%s: %+v", v.Name, v)
 		}
 	}
-	code, _, body := w.get(t, "/builders/dave")
+	// carol alone logged another output for "tampered", which alice, bob
+	// and erin agree on: she is outvoted there. Every counted builder
+	// logged its own output for "noise": nobody is singled out for it.
+	for _, v := range views {
+		wantOutvoted := 0
+		if v.Name == "carol" {
+			wantOutvoted = 1
+		}
+		if v.Outvoted != wantOutvoted {
+			t.Errorf("%s outvoted on %d subjects, want %d", v.Name, v.Outvoted, wantOutvoted)
+		}
+		if v.Name != "dave" && v.NonReproducible != 1 {
+			t.Errorf("%s non-reproducible on %d subjects, want 1 (noise)", v.Name, v.NonReproducible)
+		}
+	}
+	code, body := 0, ""
+	code, _, body = w.get(t, "/builders/carol")
+	mustContain(t, "carol's page", body, "1 subject where its output lost against an agreeing quorum")
+	code, _, body = w.get(t, "/builders/dave")
 	if code != http.StatusOK {
 		t.Fatalf("/builders/dave: %d", code)
 	}
@@ -324,7 +342,7 @@ func TestPanicIsA500(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := h.(*Dashboard)
+	d := h
 	m := http.NewServeMux()
 	m.HandleFunc("/", func(http.ResponseWriter, *http.Request) { panic("boom") })
 	d.mux = m

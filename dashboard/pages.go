@@ -69,6 +69,11 @@ type BuilderView struct {
 	// it shares none). Agreement details it per builder.
 	AgreementRate *float64           `json:"agreement_rate"`
 	Agreement     []report.Agreement `json:"agreement"`
+	// Outvoted counts the subjects where its output lost against an
+	// agreeing quorum; NonReproducible those where its output was one of
+	// several and none had a quorum majority (package report).
+	Outvoted        int `json:"outvoted"`
+	NonReproducible int `json:"non_reproducible"`
 	Evidence      []EvidenceSummary  `json:"evidence"`
 }
 
@@ -153,6 +158,7 @@ func (d *Dashboard) builderViews(s *snapshot) ([]BuilderView, []EvidenceSummary,
 		}
 		if b, ok := agreement[st.Name]; ok {
 			v.Agreement = b.Agreement
+			v.Outvoted, v.NonReproducible = b.Outvoted, b.NonReproducible
 			shared, agreed := 0, 0
 			for _, a := range b.Agreement {
 				shared += a.Shared

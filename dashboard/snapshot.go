@@ -273,6 +273,7 @@ func (d *Dashboard) rebuild(fp string, done chan struct{}) {
 		sn := &d.snaps
 		sn.mu.Lock()
 		if err == nil {
+			d.reportDissent(sn.current, s)
 			sn.current = s
 		} else {
 			sn.lastErr = err

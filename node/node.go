@@ -49,9 +49,9 @@ type Node struct {
 
 	identity  *keys.Identity
 	mux       *http.ServeMux
-	index     *index.Index    // the follower index, when following
-	policy    *verdict.Policy // the quorum rule, when following
-	dashboard http.Handler    // the web dashboard, when enabled
+	index     *index.Index         // the follower index, when following
+	policy    *verdict.Policy      // the quorum rule, when following
+	dashboard *dashboard.Dashboard // the web dashboard, when enabled
 	// substituter is the Nix binary cache, when a nix-key is configured.
 	substituter *substituter.Server
 	// metrics gathers every role's Prometheus metrics, served at /metrics.
@@ -248,11 +248,15 @@ func (n *Node) startFollowRole(ctx context.Context, run func(string, func(contex
 	n.mux.Handle(verdict.HTTPPath, verdict.Handler(policy, idx))
 	n.mux.Handle(report.HTTPPath, report.Handler(policy, idx))
 	if n.cfg.Dashboard {
-		h, err := dashboard.New(dashboard.Options{Index: idx, Policy: policy, Config: n.cfg, Logger: n.logger.With("role", "dashboard")})
+		h, err := dashboard.New(dashboard.Options{Index: idx, Policy: policy, Config: n.cfg, Logger: n.logger.With("role", "dashboard"), Registerer: n.metrics})
 		if err != nil {
 			return err
 		}
 		n.dashboard = h
+		// Re-summarise as the follower indexes, so that an outvoted builder
+		// is logged and counted in /metrics without anyone opening a page
+		// (a walk happens only when the index changed).
+		run("dashboard", func(ctx context.Context) error { return h.Watch(ctx, n.cfg.Follow.Interval.Duration) })
 	}
 	if n.cfg.NixKey != "" {
 		if err := n.startSubstituter(); err != nil {

@@ -128,10 +128,10 @@ type Totals struct {
 
 // Builder is one configured log's share of the claims.
 type Builder struct {
-	Name        string      `json:"name"`
-	Entries     uint64      `json:"entries"`  // entries indexed
-	Subjects    int         `json:"subjects"` // subjects it has a claim for
-	Compromised bool        `json:"compromised"`
+	Name        string `json:"name"`
+	Entries     uint64 `json:"entries"`  // entries indexed
+	Subjects    int    `json:"subjects"` // subjects it has a claim for
+	Compromised bool   `json:"compromised"`
 	// Outvoted counts the subjects where this builder's output lost
 	// against an agreeing quorum; NonReproducible those where its output
 	// was one of several and none had such a quorum (see the package doc).
