@@ -72,9 +72,9 @@ type BuilderView struct {
 	// Outvoted counts the subjects where its output lost against an
 	// agreeing quorum; NonReproducible those where its output was one of
 	// several and none had a quorum majority (package report).
-	Outvoted        int `json:"outvoted"`
-	NonReproducible int `json:"non_reproducible"`
-	Evidence      []EvidenceSummary  `json:"evidence"`
+	Outvoted        int               `json:"outvoted"`
+	NonReproducible int               `json:"non_reproducible"`
+	Evidence        []EvidenceSummary `json:"evidence"`
 }
 
 func (b BuilderView) Title() string { return "builder " + b.Name }
