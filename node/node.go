@@ -195,6 +195,10 @@ func (n *Node) Run(ctx context.Context) error {
 	return <-errc
 }
 
+// SummaryInterval is the shortest time between two walks of the follower
+// index for the dissent counts in /metrics (each walk reads every subject).
+var SummaryInterval = 30 * time.Second
+
 // WitnessPath is where a witness node serves C2SP tlog-witness
 // (POST WitnessPath + "add-checkpoint"); logs list http://HOST/witness/.
 const WitnessPath = "/witness/"
@@ -247,17 +251,21 @@ func (n *Node) startFollowRole(ctx context.Context, run func(string, func(contex
 	// `vouch verdict` and `vouch report` ask these while the node holds the index.
 	n.mux.Handle(verdict.HTTPPath, verdict.Handler(policy, idx))
 	n.mux.Handle(report.HTTPPath, report.Handler(policy, idx))
-	if n.cfg.Dashboard {
-		h, err := dashboard.New(dashboard.Options{Index: idx, Policy: policy, Config: n.cfg, Logger: n.logger.With("role", "dashboard"), Registerer: n.metrics})
-		if err != nil {
-			return err
-		}
-		n.dashboard = h
-		// Re-summarise as the follower indexes, so that an outvoted builder
-		// is logged and counted in /metrics without anyone opening a page
-		// (a walk happens only when the index changed).
-		run("dashboard", func(ctx context.Context) error { return h.Watch(ctx, n.cfg.Follow.Interval.Duration) })
+	// The summary behind the dashboard also counts outvoted builders for
+	// /metrics and the log, so it runs whether or not the pages are served.
+	h, err := dashboard.New(dashboard.Options{Index: idx, Policy: policy, Config: n.cfg, Logger: n.logger.With("role", "dashboard"), Registerer: n.metrics})
+	if err != nil {
+		return err
 	}
+	if n.cfg.Dashboard {
+		n.dashboard = h
+	}
+	// Re-summarise as the follower indexes, so that an outvoted builder is
+	// logged and counted without anyone opening a page. A walk happens only
+	// when the index changed, and at most every SummaryInterval.
+	run("summary", func(ctx context.Context) error {
+		return h.Watch(ctx, max(n.cfg.Follow.Interval.Duration, SummaryInterval))
+	})
 	if n.cfg.NixKey != "" {
 		if err := n.startSubstituter(); err != nil {
 			return err
