@@ -229,10 +229,16 @@ func TestRegistryTimeout(t *testing.T) {
 	}
 	state := t.TempDir()
 	calls := map[string]func(ctx context.Context) error{
-		"List":      func(ctx context.Context) error { _, err := w.reg.List(ctx, image); return err },
-		"Resolve":   func(ctx context.Context) error { _, err := w.reg.Resolve(ctx, image.Context().Tag("stable")); return err },
-		"TagDigest": func(ctx context.Context) error { _, err := w.reg.TagDigest(ctx, image.Context().Tag("stable")); return err },
-		"Tag":       func(ctx context.Context) error { return w.reg.Tag(ctx, image, image.Context().Tag("stable")) },
+		"List": func(ctx context.Context) error { _, err := w.reg.List(ctx, image); return err },
+		"Resolve": func(ctx context.Context) error {
+			_, err := w.reg.Resolve(ctx, image.Context().Tag("stable"))
+			return err
+		},
+		"TagDigest": func(ctx context.Context) error {
+			_, err := w.reg.TagDigest(ctx, image.Context().Tag("stable"))
+			return err
+		},
+		"Tag": func(ctx context.Context) error { return w.reg.Tag(ctx, image, image.Context().Tag("stable")) },
 		"Attach": func(ctx context.Context) error {
 			_, _, _, err := w.reg.Attach(ctx, image, env, alice)
 			return err
