@@ -82,7 +82,7 @@ func ociStaleView(t *testing.T, builders []*ociBuilder) {
 		t.Fatalf("promote with an unreachable log: exit %d\n%s", code, out)
 	}
 	records, err := os.ReadFile(filepath.Join(state, oci.PromotionsLog))
-	if err != nil || strings.Count(string(records), "\n") != 1 || !strings.Contains(string(records), `"error":"promote: the view of the builders' logs is older than 1h0m0s: b4: never synced`) {
+	if err != nil || strings.Count(string(records), "\n") != 1 || !strings.Contains(string(records), `"error":"the view of the builders' logs is older than 1h0m0s: b4: never synced`) {
 		t.Fatalf("promotions log: %v\n%s", err, records)
 	}
 }
@@ -298,7 +298,7 @@ func ociGate(t *testing.T, crane string, builders []*ociBuilder, host string, re
 		waitForClaims(t, b.daemon, 3)
 	}
 	out, code = vouch(t, "promote", repo+"@"+good, "--tag", "c3", "--config", refuse, "--source", source, "--commit", c3, "--system", "x86_64-linux")
-	if code != 0 || !regexp.MustCompile(`decided on a view where logs synced [0-9]+s ago at the oldest \(b[123]\)`).MatchString(out) {
+	if code != 0 || !regexp.MustCompile(`view of the builders' logs: logs synced [0-9]+s ago at the oldest \(b[123]\)`).MatchString(out) {
 		t.Fatalf("promote c3 without a prior sync: exit %d\n%s", code, out)
 	}
 	if d := craneDigest(t, crane, repo+":c3"); d != good {
@@ -324,7 +324,7 @@ func ociGate(t *testing.T, crane string, builders []*ociBuilder, host string, re
 	// promote cannot sync an index the node holds; the node's follower
 	// keeps it current, and its report says how current.
 	out, code = vouch(t, "promote", repo+"@"+good, "--tag", "c1", "--config", refuse, "--source", source, "--commit", c1, "--system", "x86_64-linux")
-	if code != 0 || !strings.Contains(out, "decided on a view where logs synced") {
+	if code != 0 || !strings.Contains(out, "view of the builders' logs: logs synced") {
 		t.Fatalf("promote while a node holds the index: exit %d\n%s", code, out)
 	}
 

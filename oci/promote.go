@@ -88,18 +88,18 @@ func Promote(ctx context.Context, v *Verifier, q Query, tag name.Tag, o PromoteO
 
 func promote(ctx context.Context, v *Verifier, q Query, tag name.Tag, o PromoteOptions, now func() time.Time, p *Promotion) (*Report, error) {
 	if tag.Context().Name() != q.Image.Context().Name() {
-		return nil, fmt.Errorf("promote: tag %s is not in the image's repository %s", tag, q.Image.Context())
+		return nil, fmt.Errorf("tag %s is not in the image's repository %s", tag, q.Image.Context())
 	}
 	if v.Logs == nil && v.LogVerdict == nil {
 		p.Mode = ModeRegistryOnly
-		return nil, fmt.Errorf("promote: %w", ErrRegistryOnly)
+		return nil, ErrRegistryOnly
 	}
 	if o.Freshen == nil {
-		return nil, errors.New("promote: no way to tell how current the builders' logs are (PromoteOptions.Freshen is nil)")
+		return nil, errors.New("no way to tell how current the builders' logs are (PromoteOptions.Freshen is nil)")
 	}
 	fresh, err := o.Freshen(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("promote: bringing the builders' logs up to date: %w", err)
+		return nil, fmt.Errorf("bringing the builders' logs up to date: %w", err)
 	}
 	maxAge := o.MaxAge
 	if maxAge <= 0 {
@@ -107,7 +107,7 @@ func promote(ctx context.Context, v *Verifier, q Query, tag name.Tag, o PromoteO
 	}
 	p.View = fresh.Describe(now())
 	if err := fresh.Check(now(), maxAge); err != nil {
-		return nil, fmt.Errorf("promote: %w", err)
+		return nil, err
 	}
 	rep, err := v.Verify(ctx, q)
 	if err != nil {

@@ -375,7 +375,7 @@ func runPromote(args []string) int {
 		printOCIReport(os.Stdout, rep)
 	}
 	if p != nil && p.View != "" {
-		fmt.Printf("promote: decided on a view where %s (accepted: %s)\n", p.View, *maxAge)
+		fmt.Printf("promote: view of the builders' logs: %s (at most %s accepted)\n", p.View, *maxAge)
 	}
 	if err != nil {
 		return fail("promote: %v", err)
