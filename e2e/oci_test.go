@@ -77,6 +77,10 @@ func ociStaleView(t *testing.T, builders []*ociBuilder) {
 	state := t.TempDir()
 	cfg := ociFollowerConfig(t, state, freeAddr(t), append(builders[:3:3], unreachable), `on-conflict = "refuse"`)
 	image := "127.0.0.1:1/app@sha256:" + strings.Repeat("cd", 32)
+	// verify oci without an index does not fall back to the registry.
+	if out, code := vouch(t, "verify", "oci", image, "--config", cfg); code == 0 || !strings.Contains(out, "run vouch sync --config") || !strings.Contains(out, "--registry-only") {
+		t.Fatalf("verify oci without an index: exit %d\n%s", code, out)
+	}
 	out, code := vouch(t, "promote", image, "--tag", "stable", "--config", cfg, "--max-age", "1h")
 	if code == 0 || !strings.Contains(out, "older than 1h0m0s: b4: never synced") || !strings.Contains(out, "b4: sync failed") {
 		t.Fatalf("promote with an unreachable log: exit %d\n%s", code, out)
