@@ -57,7 +57,8 @@ type Registry struct {
 	// Timeout bounds every HTTP request to the registry, from dialling to
 	// the last byte of the answer (DefaultTimeout if zero). A registry
 	// that accepts the connection and never answers must not hold a gate,
-	// and the index lock it holds, forever.
+	// and the index lock it holds, forever. A transport given in Options
+	// (remote.WithTransport) replaces the one that enforces this.
 	Timeout time.Duration
 
 	transportOnce sync.Once
