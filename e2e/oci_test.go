@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -63,13 +65,76 @@ func TestOCIQuorum(t *testing.T) {
 	t.Run("tag-fallback", func(t *testing.T) {
 		ociGate(t, crane, builders, startDistribution(t), false)
 	})
+	t.Run("stale-view", func(t *testing.T) { ociStaleView(t, builders) })
+	t.Run("hanging-registry", func(t *testing.T) { ociHangingRegistry(t, builders) })
+}
+
+// ociStaleView: a listed builder whose log cannot be reached has never
+// been synced, so its dissent could not be seen; promote refuses to
+// decide, names the log, and records the refusal.
+func ociStaleView(t *testing.T, builders []*ociBuilder) {
+	unreachable := &ociBuilder{daemon: &daemon{VKey: builders[3].VKey, Addr: "127.0.0.1:1"}}
+	state := t.TempDir()
+	cfg := ociFollowerConfig(t, state, freeAddr(t), append(builders[:3:3], unreachable), `on-conflict = "refuse"`)
+	image := "127.0.0.1:1/app@sha256:" + strings.Repeat("cd", 32)
+	// verify oci without an index does not fall back to the registry.
+	if out, code := vouch(t, "verify", "oci", image, "--config", cfg); code == 0 || !strings.Contains(out, "run vouch sync --config") || !strings.Contains(out, "--registry-only") {
+		t.Fatalf("verify oci without an index: exit %d\n%s", code, out)
+	}
+	out, code := vouch(t, "promote", image, "--tag", "stable", "--config", cfg, "--max-age", "1h")
+	if code == 0 || !strings.Contains(out, "older than 1h0m0s: b4: never synced") || !strings.Contains(out, "b4: sync failed") {
+		t.Fatalf("promote with an unreachable log: exit %d\n%s", code, out)
+	}
+	records, err := os.ReadFile(filepath.Join(state, oci.PromotionsLog))
+	if err != nil || strings.Count(string(records), "\n") != 1 || !strings.Contains(string(records), `"error":"the view of the builders' logs is older than 1h0m0s: b4: never synced`) {
+		t.Fatalf("promotions log: %v\n%s", err, records)
+	}
+}
+
+// ociHangingRegistry: a registry that accepts connections and never
+// answers does not hold promote (and the index lock) forever: each
+// request gives up after --registry-timeout, and the error is recorded.
+func ociHangingRegistry(t *testing.T, builders []*ociBuilder) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c) // never read, never answered
+		}
+	}()
+	t.Cleanup(func() { l.Close() })
+	state := t.TempDir()
+	cfg := ociFollowerConfig(t, state, freeAddr(t), builders[:3], `on-conflict = "refuse"`)
+	start := time.Now()
+	out, code := vouch(t, "promote", l.Addr().String()+"/app@sha256:"+strings.Repeat("ef", 32), "--tag", "stable", "--config", cfg,
+		"--registry-timeout", "1s", "--source", "https://example.org/app-a", "--commit", strings.Repeat("1", 40), "--system", "x86_64-linux")
+	took := time.Since(start)
+	if code == 0 || !strings.Contains(out, "did not answer within 1s") || took > time.Minute {
+		t.Fatalf("promote against a registry that never answers: exit %d after %s\n%s", code, took, out)
+	}
+	t.Logf("promote gave up after %s", took.Round(time.Millisecond))
+	records, err := os.ReadFile(filepath.Join(state, oci.PromotionsLog))
+	if err != nil || !strings.Contains(string(records), "did not answer within 1s") || !strings.Contains(string(records), `"moved":false`) {
+		t.Fatalf("promotions log: %v\n%s", err, records)
+	}
+	// The index is free again: vouch sync can open it.
+	if out, code := vouch(t, "sync", "--config", cfg); code != 0 {
+		t.Fatalf("vouch sync after the timed-out promote: exit %d\n%s", code, out)
+	}
 }
 
 // ociGate is the whole loop against the registry at host.
 func ociGate(t *testing.T, crane string, builders []*ociBuilder, host string, referrersAPI bool) {
 	repo := host + "/app"
 	source := "https://example.org/app-" + map[bool]string{true: "a", false: "b"}[referrersAPI]
-	const c1, c2 = "1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222"
+	const c1, c2, c3 = "1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222", "3333333333333333333333333333333333333333"
 	good := pushOCIImage(t, repo, "hello v2\n")
 	other := pushOCIImage(t, repo, "hello v2, built with another compiler\n")
 	old := pushOCIImage(t, repo, "hello v1\n")
@@ -98,6 +163,12 @@ func ociGate(t *testing.T, crane string, builders []*ociBuilder, host string, re
 	out, code := attest(builders[0], other, c1)
 	if code == 0 || !strings.Contains(out, "already holds a different output") || !strings.Contains(out, "nothing was pushed") {
 		t.Fatalf("b1 attesting a second digest for c1: exit %d\n%s", code, out)
+	}
+
+	// Attesting the same build again (a new signing time) adds nothing:
+	// the earlier attestation is found, and no second referrer appears.
+	if out, code := attest(builders[0], good, c1); code != 0 || !strings.Contains(out, "already attached") {
+		t.Fatalf("b1 attesting c1 again: exit %d\n%s", code, out)
 	}
 
 	// An independent client sees what vouch pushed.
@@ -224,6 +295,20 @@ func ociGate(t *testing.T, crane string, builders []*ociBuilder, host string, re
 		t.Fatalf("c2 under majority: exit %d, %+v", code, rep)
 	}
 
+	// Commit c3: the builders attest and nobody runs vouch sync. promote
+	// syncs the logs itself before deciding, and says how old its view is.
+	for _, b := range builders[:3] {
+		mustAttest(b, good, c3)
+		waitForClaims(t, b.daemon, 3)
+	}
+	out, code = vouch(t, "promote", repo+"@"+good, "--tag", "c3", "--config", refuse, "--source", source, "--commit", c3, "--system", "x86_64-linux")
+	if code != 0 || !regexp.MustCompile(`view of the builders' logs: logs synced [0-9]+s ago at the oldest \(b[123]\)`).MatchString(out) {
+		t.Fatalf("promote c3 without a prior sync: exit %d\n%s", code, out)
+	}
+	if d := craneDigest(t, crane, repo+":c3"); d != good {
+		t.Fatalf("c3 is %s, want %s", d, good)
+	}
+
 	// A running node holds the index: verify and promote ask it, and still
 	// decide from the logs.
 	node := startDaemon(t, state, "", "--config", refuse, "--listen", listen)
@@ -239,6 +324,20 @@ func ociGate(t *testing.T, crane string, builders []*ociBuilder, host string, re
 	rep, code = verifyOCI(t, refuse, repo+"@"+good, "--source", source, "--commit", c2, "--system", "x86_64-linux")
 	if code == 0 || rep.Trusted || rep.Mode != oci.ModeLogs {
 		t.Fatalf("c2 under refuse, asked of the node: exit %d, %+v", code, rep)
+	}
+	// promote cannot sync an index the node holds; the node's follower
+	// keeps it current, and its report says how current.
+	out, code = vouch(t, "promote", repo+"@"+good, "--tag", "c1", "--config", refuse, "--source", source, "--commit", c1, "--system", "x86_64-linux")
+	if code != 0 || !strings.Contains(out, "view of the builders' logs: logs synced") {
+		t.Fatalf("promote while a node holds the index: exit %d\n%s", code, out)
+	}
+
+	// Every decision is recorded, refusals and errors included: here the
+	// two promotions of c1, c3 and c1 that moved, and the refusals of the
+	// other image and of c2.
+	records, err = os.ReadFile(filepath.Join(state, oci.PromotionsLog))
+	if err != nil || strings.Count(string(records), "\n") != 5 || strings.Count(string(records), `"moved":true`) != 3 {
+		t.Fatalf("promotions log: %v\n%s", err, records)
 	}
 }
 

@@ -88,6 +88,24 @@
 // reported, and a registry attestation that its builder did not log, or
 // that contradicts the log, is reported and not counted. A registry can
 // hide attestations; that costs nothing when the subject is given, and at
-// worst makes the verdict fail. Without an index (ModeRegistryOnly) the
-// registry's signed attestations are the votes, and every report says so.
+// worst makes the verdict fail. Registry attestations alone
+// (ModeRegistryOnly) are only a diagnostic that must be asked for
+// (Verifier.RegistryOnly): a registry lists attestations per digest, so a
+// dissent or a builder's second digest for the same source sits on
+// another digest and is not seen, and no policy can be enforced that way
+// (ErrRegistryOnly says why). Promote never decides on them.
+//
+// # The gate
+//
+// Promote fails closed. It decides from the logs only; before deciding
+// it brings them up to date (PromoteOptions.Freshen: SyncLogs, or a
+// running node's view) and refuses a view in which a counted log was not
+// synced within MaxAge; every registry request has a deadline
+// (Registry.Timeout) that covers the whole answer; and each outcome,
+// refusals and errors included, is one fsynced line of promotions.log.
+//
+// Attesting is idempotent: Registry.Attach pushes nothing when the image
+// already carries an attestation by the same key for the same subject and
+// output, and before it pushes it drops referrers-tag entries whose
+// manifests were deleted, which distribution would otherwise refuse.
 package oci

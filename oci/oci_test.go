@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/crane"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -75,29 +77,44 @@ func newScenario(t *testing.T, host, repoName string) *scenario {
 	return s
 }
 
-// promote runs Promote and checks whether the tag moved, and that the
-// decision was recorded.
-func (s *scenario) promote(t *testing.T, v *Verifier, wantMoved bool) *Report {
+// promote verifies s.d from the registry alone (the explicit,
+// registry-only diagnostic) and checks the outcome; then it checks that
+// Promote refuses to move the tag on such a verdict, whatever it was,
+// and records the refusal.
+func (s *scenario) promote(t *testing.T, v *Verifier, wantTrusted bool) *Report {
 	t.Helper()
-	p, rep, err := Promote(context.Background(), v, Query{Image: s.d}, s.stable, s.stateDir)
+	v.RegistryOnly = true
+	rep, err := v.Verify(context.Background(), Query{Image: s.d})
 	if err != nil {
 		t.Fatal(err)
 	}
-	now, err := s.reg.TagDigest(context.Background(), s.stable)
-	if err != nil {
-		t.Fatal(err)
+	if rep.Trusted != wantTrusted {
+		t.Fatalf("registry-only verdict: trusted=%v, want %v (reason: %s)", rep.Trusted, wantTrusted, rep.Reason)
 	}
-	want := s.old.DigestStr()
-	if wantMoved {
-		want = s.d.DigestStr()
+	p, _, err := Promote(context.Background(), v, Query{Image: s.d}, s.stable, PromoteOptions{StateDir: s.stateDir, Freshen: freshNow})
+	if !errors.Is(err, ErrRegistryOnly) || p.Moved {
+		t.Fatalf("promote from registry attestations alone: moved=%v, err %v; want ErrRegistryOnly", p.Moved, err)
 	}
-	if p.Moved != wantMoved || now != want {
-		t.Fatalf("promote: moved=%v, tag now %s; want moved=%v, tag %s (reason: %s)", p.Moved, now, wantMoved, want, rep.Reason)
+	if now, err := s.reg.TagDigest(context.Background(), s.stable); err != nil || now != s.old.DigestStr() {
+		t.Fatalf("tag now %s (%v), want it left at %s", now, err, s.old.DigestStr())
 	}
-	if p.Previous != s.old.DigestStr() {
-		t.Errorf("previous = %s, want %s", p.Previous, s.old.DigestStr())
+	last := lastPromotion(t, s.stateDir)
+	if last.Moved || last.Digest != s.d.DigestStr() || last.Tag != s.stable.String() || last.Mode != ModeRegistryOnly || !strings.Contains(last.Error, "registry attestations alone") {
+		t.Fatalf("recorded %+v", last)
 	}
-	f, err := os.Open(filepath.Join(s.stateDir, PromotionsLog))
+	return rep
+}
+
+// freshNow is the Freshen of a view that is current: the in-memory logs
+// of these tests are the logs.
+func freshNow(context.Context) (Freshness, error) {
+	return Freshness{Logs: []LogFreshness{{Builder: "memory", Synced: time.Now()}}}, nil
+}
+
+// lastPromotion reads the last record of STATE/promotions.log.
+func lastPromotion(t *testing.T, stateDir string) Promotion {
+	t.Helper()
+	f, err := os.Open(filepath.Join(stateDir, PromotionsLog))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,14 +122,12 @@ func (s *scenario) promote(t *testing.T, v *Verifier, wantMoved bool) *Report {
 	var last Promotion
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
+		last = Promotion{}
 		if err := json.Unmarshal(sc.Bytes(), &last); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if last.Moved != wantMoved || last.Digest != s.d.DigestStr() || last.Tag != s.stable.String() {
-		t.Fatalf("recorded %+v", last)
-	}
-	return rep
+	return last
 }
 
 func mustContain(t *testing.T, rep *Report, parts ...string) {
@@ -171,7 +186,9 @@ func TestOneBuilderGotAnotherDigest(t *testing.T) {
 		rep := s.promote(t, s.verifier(t, 2, 2, nil, "alice", "bob"), false)
 		mustContain(t, rep, "1 of 2")
 		// D2 is not trusted either.
-		r2, err := s.verifier(t, 2, 2, nil, "alice", "bob").Verify(context.Background(), Query{Image: s.d2})
+		v2 := s.verifier(t, 2, 2, nil, "alice", "bob")
+		v2.RegistryOnly = true
+		r2, err := v2.Verify(context.Background(), Query{Image: s.d2})
 		if err != nil || r2.Trusted {
 			t.Fatalf("D2: %+v %v", r2, err)
 		}

@@ -10,6 +10,9 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -38,6 +41,10 @@ const maxManifestSize = 64 << 10
 // type of a referrer.
 var emptyConfig = []byte("{}")
 
+// DefaultTimeout bounds each HTTP request to a registry when
+// Registry.Timeout is zero.
+const DefaultTimeout = 30 * time.Second
+
 // Registry talks to OCI registries with go-containerregistry's remote
 // package. The zero value uses the credentials of the Docker config
 // (~/.docker/config.json, credential helpers), as docker and crane do.
@@ -47,10 +54,82 @@ type Registry struct {
 	// NameOptions are used to parse references (name.Insecure for a
 	// plain-HTTP registry that is not on localhost).
 	NameOptions []name.Option
+	// Timeout bounds every HTTP request to the registry, from dialling to
+	// the last byte of the answer (DefaultTimeout if zero). A registry
+	// that accepts the connection and never answers must not hold a gate,
+	// and the index lock it holds, forever. A transport given in Options
+	// (remote.WithTransport) replaces the one that enforces this.
+	Timeout time.Duration
+
+	transportOnce sync.Once
+	transport     http.RoundTripper
 }
 
 func (r *Registry) opts(ctx context.Context) []remote.Option {
-	return append([]remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}, r.Options...)
+	r.transportOnce.Do(func() {
+		t := r.Timeout
+		if t <= 0 {
+			t = DefaultTimeout
+		}
+		base := remote.DefaultTransport.(*http.Transport).Clone()
+		base.ResponseHeaderTimeout = t
+		r.transport = &timeoutTransport{base: base, timeout: t}
+	})
+	return append([]remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain), remote.WithTransport(r.transport)}, r.Options...)
+}
+
+// timeoutTransport gives each request its own deadline, which covers the
+// answer's body too: the deadline is released only when the body is
+// closed. A context deadline alone would bound a whole operation, which
+// for a referrers listing is many requests.
+type timeoutTransport struct {
+	base    http.RoundTripper
+	timeout time.Duration
+}
+
+func (t *timeoutTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
+	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		cancel()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && req.Context().Err() == nil {
+			return nil, &TimeoutError{Method: req.Method, URL: req.URL.Redacted(), After: t.timeout}
+		}
+		return nil, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel, ctx: ctx, timeout: t}
+	return resp, nil
+}
+
+// TimeoutError is a registry request that got no complete answer in time.
+type TimeoutError struct {
+	Method, URL string
+	After       time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("%s %s: the registry did not answer within %s (raise --registry-timeout if it is only slow)", e.Method, e.URL, e.After)
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel  context.CancelFunc
+	ctx     context.Context
+	timeout *timeoutTransport
+}
+
+func (c *cancelOnClose) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && errors.Is(c.ctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("reading the registry's answer: no complete answer within %s (raise --registry-timeout if it is only slow): %w", c.timeout.timeout, err)
+	}
+	return n, err
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 // ParseReference parses "repo[:tag]" or "repo@sha256:…".
@@ -128,6 +207,109 @@ func (r *Registry) Push(ctx context.Context, image name.Digest, env *dsse.Envelo
 		return name.Digest{}, fmt.Errorf("attest %s: pushing the attestation manifest: %w", image, err)
 	}
 	return ref, nil
+}
+
+// Attach attaches a builder's attestation to the image unless the image
+// already carries one, by the same key, for the same subject and output:
+// an attestation carries its signing time, so signing again gives another
+// envelope, and pushing it would add a second referrer for one build.
+// It returns the attestation manifest and the envelope the image carries
+// (the earlier one when there was one), and whether it was already there.
+//
+// Before pushing, entries of the referrers tag ("sha256-<hex>") whose
+// manifests are gone from the registry are dropped (see pruneFallback).
+func (r *Registry) Attach(ctx context.Context, image name.Digest, env *dsse.Envelope, signer TrustedKey) (name.Digest, *dsse.Envelope, bool, error) {
+	body, err := json.Marshal(env)
+	if err != nil {
+		return name.Digest{}, nil, false, err
+	}
+	mine, err := Open(body, image.DigestStr(), []TrustedKey{signer})
+	if err != nil {
+		return name.Digest{}, nil, false, fmt.Errorf("attest %s: the new attestation does not open under its own key: %w", image, err)
+	}
+	fetched, err := r.List(ctx, image)
+	if err != nil {
+		return name.Digest{}, nil, false, fmt.Errorf("attest %s: looking for an earlier attestation: %w", image, err)
+	}
+	for _, f := range fetched {
+		if f.Err != nil {
+			continue
+		}
+		a, err := Open(f.Envelope, image.DigestStr(), []TrustedKey{signer})
+		if err != nil || a.Claim.Subject != mine.Claim.Subject || a.Claim.Output() != mine.Claim.Output() {
+			continue
+		}
+		var earlier dsse.Envelope
+		if err := json.Unmarshal(f.Envelope, &earlier); err != nil {
+			continue
+		}
+		return image.Context().Digest(f.Manifest), &earlier, true, nil
+	}
+	if err := r.pruneFallback(ctx, image); err != nil {
+		return name.Digest{}, nil, false, fmt.Errorf("attest %s: %w", image, err)
+	}
+	att, err := r.Push(ctx, image, env)
+	return att, env, false, err
+}
+
+// pruneFallback drops, from the image's referrers tag ("sha256-<hex>",
+// written on registries without the referrers API), the entries whose
+// manifest the registry no longer has. Registries such as distribution
+// 2.8 refuse an index that names a missing manifest, so one attestation
+// deleted from the registry would otherwise make every later push of an
+// attestation of this image fail when the index is rewritten. Only
+// entries the registry answers 404 for are dropped; any other failure is
+// an error, so that nothing is dropped on a guess.
+func (r *Registry) pruneFallback(ctx context.Context, image name.Digest) error {
+	h, err := v1.NewHash(image.DigestStr())
+	if err != nil {
+		return err
+	}
+	tag := image.Context().Tag(h.Algorithm + "-" + h.Hex)
+	desc, err := remote.Get(tag, r.opts(ctx)...)
+	if err != nil {
+		if isNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("reading the referrers tag %s: %w", tag, err)
+	}
+	if desc.MediaType != types.OCIImageIndex {
+		return nil // not a referrers index: leave it alone
+	}
+	var im v1.IndexManifest
+	if err := json.Unmarshal(desc.Manifest, &im); err != nil {
+		return fmt.Errorf("reading the referrers tag %s: %w", tag, err)
+	}
+	keep := im.Manifests[:0:0]
+	var dropped []string
+	for _, d := range im.Manifests {
+		_, err := remote.Head(image.Context().Digest(d.Digest.String()), r.opts(ctx)...)
+		switch {
+		case err == nil:
+			keep = append(keep, d)
+		case isNotFound(err):
+			dropped = append(dropped, d.Digest.String())
+		default:
+			return fmt.Errorf("checking the referrers tag %s entry %s: %w", tag, d.Digest, err)
+		}
+	}
+	if len(dropped) == 0 {
+		return nil
+	}
+	im.Manifests = keep
+	raw, err := json.Marshal(im)
+	if err != nil {
+		return err
+	}
+	if err := remote.Put(tag, rawManifest{raw: raw, mediaType: types.OCIImageIndex}, r.opts(ctx)...); err != nil {
+		return fmt.Errorf("dropping %d deleted attestations (%s) from the referrers tag %s: %w", len(dropped), strings.Join(dropped, ", "), tag, err)
+	}
+	return nil
+}
+
+func isNotFound(err error) bool {
+	var terr *transport.Error
+	return errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound
 }
 
 // PushCosign also attaches the envelope in cosign's own layout, which is

@@ -78,7 +78,25 @@ type Verifier struct {
 	// VerifierKeys maps policy member names to their verifier keys; the
 	// public keys signatures are checked against come from here.
 	VerifierKeys map[string]string
+	// RegistryOnly allows Verify without Logs or LogVerdict: the votes are
+	// then the attestations on the one digest asked about (ModeRegistryOnly),
+	// which is weaker than any policy (see ErrRegistryOnly). Without it,
+	// Verify refuses to decide without the logs. Promote never allows it.
+	RegistryOnly bool
 }
+
+// ErrRegistryOnly is why a gate refuses to decide from registry
+// attestations alone. A registry lists attestations per image digest: a
+// builder that built the same source and got another digest has its
+// dissent on that other digest, invisible from the image being checked,
+// so it would count as silent and on-conflict = "refuse" would not hold;
+// a builder that signs two digests for one source would count for both,
+// where the policy counts an equivocating builder for nothing; and no
+// registry can be asked for "every digest attested for this source", nor
+// be kept from hiding an attestation. No policy can be enforced that way.
+// The builders' logs can: each holds at most one output per subject, and
+// a follower sees all of them.
+var ErrRegistryOnly = errors.New("registry attestations alone cannot enforce the policy: a dissent or a builder's second digest for the same source is attested on another digest, invisible from this one, and a registry can hide any attestation; decide from the builders' logs (vouch sync --config FILE, or promote, which syncs them)")
 
 // VerifierKeys returns the verifier key of each builder of a config, by
 // name, as NewVerifier wants them.
@@ -135,6 +153,8 @@ func (v *Verifier) Verify(ctx context.Context, q Query) (*Report, error) {
 	fromLogs := v.Logs != nil || v.LogVerdict != nil
 	if fromLogs {
 		rep.Mode = ModeLogs
+	} else if !v.RegistryOnly {
+		return nil, ErrRegistryOnly
 	}
 	if q.Subject != "" {
 		if _, _, _, _, err := claim.ParseOCISubject(q.Subject); err != nil {
@@ -246,7 +266,7 @@ func (v *Verifier) Verify(ctx context.Context, q Query) (*Report, error) {
 		rep.Reason = "not trusted: " + strings.Join(reasons, "; ") + rejectedSummary(rep.Attestations)
 	}
 	if rep.Mode == ModeRegistryOnly {
-		rep.Notes = append(rep.Notes, "registry-only: votes are registry attestations, not checked against the builders' logs")
+		rep.Notes = append(rep.Notes, "registry-only: votes are the attestations on this digest only, not checked against the builders' logs; a dissent or an equivocation on another digest is not seen, so this is weaker than the policy and no gate")
 	}
 	return rep, nil
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,8 +18,11 @@ import (
 
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/config"
+	"github.com/vouch-dev/vouch/follow"
+	"github.com/vouch-dev/vouch/index"
 	"github.com/vouch-dev/vouch/keys"
 	"github.com/vouch-dev/vouch/oci"
+	"github.com/vouch-dev/vouch/report"
 	"github.com/vouch-dev/vouch/submit"
 	"github.com/vouch-dev/vouch/verdict"
 )
@@ -57,8 +61,8 @@ func (f sourceFlags) subject() (string, error) {
 	return s, nil
 }
 
-func newRegistry(insecure bool) *oci.Registry {
-	r := &oci.Registry{}
+func newRegistry(insecure bool, timeout time.Duration) *oci.Registry {
+	r := &oci.Registry{Timeout: timeout}
 	if insecure {
 		r.NameOptions = append(r.NameOptions, name.Insecure)
 	}
@@ -74,6 +78,7 @@ func runAttestOCI(args []string) int {
 	configPath := fs.String("config", "", "the builder's config, for the default --socket")
 	noLog := fs.Bool("no-log", false, "only push the attestation; do not log the claim (verifiers that follow the logs will not count it)")
 	insecure := fs.Bool("insecure", false, "allow plain HTTP to a registry that is not on localhost")
+	registryTimeout := fs.Duration("registry-timeout", oci.DefaultTimeout, "give up on a registry request that has not been answered in full within this time")
 	cosignLayout := fs.Bool("cosign", false, "also attach the attestation under the image's sha256-<hex>.att tag, where cosign verify-attestation looks")
 	if err := parseInterspersed(fs, args); err != nil {
 		return 2
@@ -86,7 +91,7 @@ func runAttestOCI(args []string) int {
 	if err != nil || subject == "" {
 		return fail("attest oci: %v", orMissing(err, "--source, --commit and --system are required"))
 	}
-	reg := newRegistry(*insecure)
+	reg := newRegistry(*insecure, *registryTimeout)
 	ref, err := reg.ParseReference(fs.Arg(0))
 	if err != nil {
 		return fail("attest oci: %v", err)
@@ -133,11 +138,15 @@ func runAttestOCI(args []string) int {
 		}
 		fmt.Printf("%s claim for %s at index %d\n", note, cl.Subject, idx)
 	}
-	att, err := reg.Push(ctx, image, env)
+	att, env, already, err := reg.Attach(ctx, image, env, oci.TrustedKey{KeyID: keys.KeyID(id.Public()), Public: id.Public()})
 	if err != nil {
 		return fail("attest oci: %v", err)
 	}
-	fmt.Printf("attestation %s attached to %s (signed by %s, key %s)\n", att.DigestStr(), image, id.Name, keys.KeyID(id.Public()))
+	if already {
+		fmt.Printf("attestation %s was already attached to %s (signed by %s, key %s); nothing pushed\n", att.DigestStr(), image, id.Name, keys.KeyID(id.Public()))
+	} else {
+		fmt.Printf("attestation %s attached to %s (signed by %s, key %s)\n", att.DigestStr(), image, id.Name, keys.KeyID(id.Public()))
+	}
 	if *cosignLayout {
 		tag, err := reg.PushCosign(ctx, image, env)
 		if err != nil {
@@ -202,7 +211,7 @@ func verifierFor(cfg *config.Config, reg *oci.Registry, requireLogs bool) (*oci.
 		}
 		return v, func() error { return nil }, fmt.Sprintf("the index is in use; the logs' verdicts are those of the node at %s", cfg.Listen), nil
 	case requireLogs:
-		return nil, nil, "", fmt.Errorf("--require-logs: %w", err)
+		return nil, nil, "", fmt.Errorf("%w (--registry-only gives the registry's view instead, which no policy can rest on)", err)
 	}
 	return v, func() error { return nil }, fmt.Sprintf("REGISTRY ONLY: the builders' logs were not consulted (%v); a builder's registry attestation is not checked against its log", err), nil
 }
@@ -212,8 +221,10 @@ func runVerifyOCI(args []string) int {
 	configPath := fs.String("config", "", "the node's config: its [[builder]] list and [quorum] are the policy (required)")
 	sf := addSourceFlags(fs)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	requireLogs := fs.Bool("require-logs", false, "fail instead of falling back to registry-only when there is no follower index")
+	fs.Bool("require-logs", true, "deprecated: deciding from the builders' logs is the default")
+	registryOnly := fs.Bool("registry-only", false, "without a follower index, count the attestations on this digest alone: a diagnostic weaker than any policy (a dissent or an equivocation on another digest is not seen), never a gate")
 	insecure := fs.Bool("insecure", false, "allow plain HTTP to a registry that is not on localhost")
+	registryTimeout := fs.Duration("registry-timeout", oci.DefaultTimeout, "give up on a registry request that has not been answered in full within this time")
 	if err := parseInterspersed(fs, args); err != nil {
 		return 2
 	}
@@ -229,7 +240,7 @@ func runVerifyOCI(args []string) int {
 	if err != nil {
 		return fail("verify oci: %v", err)
 	}
-	reg := newRegistry(*insecure)
+	reg := newRegistry(*insecure, *registryTimeout)
 	ref, err := reg.ParseReference(fs.Arg(0))
 	if err != nil {
 		return fail("verify oci: %v", err)
@@ -239,11 +250,12 @@ func runVerifyOCI(args []string) int {
 	if err != nil {
 		return fail("verify oci: %v", err)
 	}
-	v, closeSource, warning, err := verifierFor(cfg, reg, *requireLogs)
+	v, closeSource, warning, err := verifierFor(cfg, reg, !*registryOnly)
 	if err != nil {
 		return fail("verify oci: %v", err)
 	}
 	defer closeSource()
+	v.RegistryOnly = *registryOnly
 	rep, err := v.Verify(ctx, oci.Query{Image: image, Subject: subject})
 	if err != nil {
 		return fail("verify oci: %v", err)
@@ -307,8 +319,10 @@ func runPromote(args []string) int {
 	tagFlag := fs.String("tag", "", "tag to move, e.g. stable or registry/repo:stable (required; same repository as the image)")
 	configPath := fs.String("config", "", "the node's config: the policy and the state directory for promotions.log (required)")
 	sf := addSourceFlags(fs)
-	requireLogs := fs.Bool("require-logs", false, "fail instead of falling back to registry-only when there is no follower index")
+	fs.Bool("require-logs", true, "deprecated: promote always decides from the builders' logs")
+	maxAge := fs.Duration("max-age", oci.DefaultMaxAge, "refuse to decide when a counted builder's log was last synced longer ago than this (after promote's own sync)")
 	insecure := fs.Bool("insecure", false, "allow plain HTTP to a registry that is not on localhost")
+	registryTimeout := fs.Duration("registry-timeout", oci.DefaultTimeout, "give up on a registry request that has not been answered in full within this time")
 	if err := parseInterspersed(fs, args); err != nil {
 		return 2
 	}
@@ -324,7 +338,7 @@ func runPromote(args []string) int {
 	if err != nil {
 		return fail("promote: %v", err)
 	}
-	reg := newRegistry(*insecure)
+	reg := newRegistry(*insecure, *registryTimeout)
 	ref, err := reg.ParseReference(fs.Arg(0))
 	if err != nil {
 		return fail("promote: %v", err)
@@ -341,17 +355,27 @@ func runPromote(args []string) int {
 	if err != nil {
 		return fail("promote: --tag %q: %v", *tagFlag, err)
 	}
-	v, closeSource, warning, err := verifierFor(cfg, reg, *requireLogs)
+	v, closeSource, freshen, warning, err := gateFor(cfg, reg)
 	if err != nil {
+		// No decision could be made; it is recorded all the same.
+		p := &oci.Promotion{Time: time.Now().UTC().Truncate(time.Second), Image: image.Context().Name(), Digest: image.DigestStr(),
+			Tag: tag.String(), Subject: subject, Mode: oci.ModeLogs, Reason: "not promoted: " + err.Error(), Error: err.Error()}
+		if rerr := oci.Record(cfg.State, p); rerr != nil {
+			return fail("promote: %v; recording this in %s also failed: %v", err, oci.PromotionsLog, rerr)
+		}
 		return fail("promote: %v", err)
 	}
 	defer closeSource()
 	if warning != "" {
 		fmt.Fprintln(os.Stderr, "vouch: "+warning)
 	}
-	p, rep, err := oci.Promote(context.Background(), v, oci.Query{Image: image, Subject: subject}, tag, cfg.State)
+	p, rep, err := oci.Promote(context.Background(), v, oci.Query{Image: image, Subject: subject}, tag,
+		oci.PromoteOptions{StateDir: cfg.State, Freshen: freshen, MaxAge: *maxAge})
 	if rep != nil {
 		printOCIReport(os.Stdout, rep)
+	}
+	if p != nil && p.View != "" {
+		fmt.Printf("promote: view of the builders' logs: %s (at most %s accepted)\n", p.View, *maxAge)
 	}
 	if err != nil {
 		return fail("promote: %v", err)
@@ -362,6 +386,62 @@ func runPromote(args []string) int {
 	}
 	fmt.Printf("promote: %s moved %s -> %s; recorded in %s/%s\n", tag, orNone(p.Previous), p.Digest, cfg.State, oci.PromotionsLog)
 	return 0
+}
+
+// gateFor builds the verifier of a promotion and the function that brings
+// its view of the builders' logs up to date. With the index free, promote
+// syncs every builder log into it first (creating it on first use, as
+// vouch sync does), so a CI job without a node decides on a view seconds
+// old. When a running node holds the index, the node's follower keeps it
+// current and the node's report says how current; promote never decides
+// from registry attestations alone (oci.ErrRegistryOnly).
+func gateFor(cfg *config.Config, reg *oci.Registry) (*oci.Verifier, func() error, func(context.Context) (oci.Freshness, error), string, error) {
+	if len(cfg.Builders) == 0 {
+		return nil, nil, nil, "", fmt.Errorf("%s lists no [[builder]]: there is no quorum to promote on", cfg.Path)
+	}
+	if !exists(filepath.Join(cfg.State, "index.db")) {
+		if err := os.MkdirAll(cfg.State, 0o700); err != nil {
+			return nil, nil, nil, "", err
+		}
+		x, err := follow.OpenIndex(cfg)
+		if err != nil {
+			return nil, nil, nil, "", err
+		}
+		if err := x.Close(); err != nil {
+			return nil, nil, nil, "", err
+		}
+	}
+	v, closeSource, warning, err := verifierFor(cfg, reg, true)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	if x, ok := v.Logs.(*index.Index); ok {
+		freshen := func(ctx context.Context) (oci.Freshness, error) {
+			fr, results, err := oci.SyncLogs(ctx, cfg, x, follow.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			for _, r := range results {
+				if r.Err != nil {
+					fmt.Fprintf(os.Stderr, "vouch: %s: sync failed: %v\n", r.Builder, r.Err)
+				}
+			}
+			return fr, err
+		}
+		return v, closeSource, freshen, warning, nil
+	}
+	freshen := func(context.Context) (oci.Freshness, error) {
+		rep, err := askNode[report.Report](cfg, report.HTTPPath, url.Values{"limit": {"0"}})
+		if err != nil {
+			return oci.Freshness{}, fmt.Errorf("asking the node how current its logs are: %w", err)
+		}
+		var fr oci.Freshness
+		for _, l := range rep.Logs {
+			fr.Logs = append(fr.Logs, oci.LogFreshness{Builder: l.Builder, Synced: l.LastOK, Compromised: l.Compromised, Error: l.Error})
+		}
+		if len(fr.Logs) != len(cfg.Builders) {
+			return fr, fmt.Errorf("the node reports %d logs, the config lists %d builders: it does not follow this config", len(fr.Logs), len(cfg.Builders))
+		}
+		return fr, nil
+	}
+	return v, closeSource, freshen, warning, nil
 }
 
 func orNone(s string) string {
