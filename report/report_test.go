@@ -262,7 +262,7 @@ func assertMatchesDecide(t *testing.T, w *world, rep *Report) {
 
 func TestReportAfterEvidence(t *testing.T) {
 	w := fourBuilders(t)
-	if err := w.x.AddEvidence(w.ids["dave"], &index.Evidence{Kind: index.EvidenceRollback, Summary: "rolled back"}); err != nil {
+	if err := w.x.AddEvidence(w.ids["dave"], &index.Evidence{Kind: index.EvidenceSplitView, Summary: "two trees of one size"}); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := Build(w.x, w.policy, Options{AllSubjects: true, ListLimit: 1})
