@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vouch-dev/vouch/config"
 	"github.com/vouch-dev/vouch/index"
 	"github.com/vouch-dev/vouch/verdict"
@@ -214,7 +216,8 @@ func TestNetworkAttacksKeepBuilderCounted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			f, idx := openFollower(t, cfg, Options{BatchEntries: 256, Logger: discardLogger()})
+			reg := prometheus.NewRegistry()
+			f, idx := openFollower(t, cfg, Options{BatchEntries: 256, Logger: discardLogger(), Registerer: reg})
 			ctx := context.Background()
 			sync := func() Result {
 				rs := f.SyncOnce(ctx)
@@ -267,6 +270,19 @@ func TestNetworkAttacksKeepBuilderCounted(t *testing.T) {
 				t.Fatal("a network attack marked the builder compromised")
 			}
 			trusted("during the attack")
+			stale := 0.0
+			if attack == "replay" {
+				stale = 1
+			}
+			for name, want := range map[string]float64{"vouch_follow_log_unavailable": 1, "vouch_follow_log_consecutive_failures": 1,
+				"vouch_follow_log_stale_view": stale, "vouch_follow_log_compromised": 0} {
+				if got := gauge(t, reg, name, "alice"); got != want {
+					t.Errorf("/metrics during the attack: %s{builder=alice} = %v, want %v", name, got, want)
+				}
+			}
+			if gauge(t, reg, "vouch_follow_log_failing_since_timestamp_seconds", "alice") == 0 || gauge(t, reg, "vouch_follow_log_unavailable", "bob") != 0 {
+				t.Error("/metrics: failing_since unset for alice, or bob unavailable")
+			}
 
 			// The path is honest again, and the log has grown meanwhile.
 			proxy.replay.Store(nil)
@@ -283,6 +299,9 @@ func TestNetworkAttacksKeepBuilderCounted(t *testing.T) {
 				t.Fatalf("evidence recorded: %v", evs)
 			}
 			trusted("after the attack")
+			if gauge(t, reg, "vouch_follow_log_unavailable", "alice") != 0 || gauge(t, reg, "vouch_follow_log_entries", "alice") != 700 {
+				t.Error("/metrics after the attack: alice still unavailable, or not at 700 entries")
+			}
 		})
 	}
 }
@@ -404,4 +423,28 @@ func fileSize(t *testing.T, path string) int {
 		t.Fatal(err)
 	}
 	return int(fi.Size())
+}
+
+// gauge returns the value of the gauge name{builder=builder} that reg
+// gathers, failing the test if there is none.
+func gauge(t *testing.T, reg *prometheus.Registry, name, builder string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "builder" && l.GetValue() == builder {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no metric %s{builder=%q}", name, builder)
+	return 0
 }

@@ -90,6 +90,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/transparency-dev/tessera/api/layout"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -145,6 +146,9 @@ type Options struct {
 	// BatchEntries is the number of entries indexed per transaction,
 	// rounded up to a multiple of 256; default DefaultBatchEntries.
 	BatchEntries int
+	// Registerer, if set, receives every configured log's sync health as
+	// gauges (vouch_follow_log_*, see metrics.go).
+	Registerer prometheus.Registerer
 }
 
 // Follower syncs the logs of a policy into an index.
@@ -202,6 +206,11 @@ func New(cfg *config.Config, idx *index.Index, opts Options) (*Follower, error) 
 	witnesses, err := newWitnessPolicy(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(newHealthCollector(idx)); err != nil {
+			return nil, fmt.Errorf("follow: registering metrics: %w", err)
+		}
 	}
 	for _, b := range cfg.Builders {
 		s, err := newLogSyncer(b, idx, client)
