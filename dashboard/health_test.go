@@ -63,3 +63,27 @@ func TestUnavailableBuilderShown(t *testing.T) {
 		t.Fatalf("a claim verified before the fault: %+v", p.Verdict)
 	}
 }
+
+// TestReadmissionShown: the evidence page of a re-admitted builder says
+// so, with the operator's reason, and the builder no longer shows as
+// compromised.
+func TestReadmissionShown(t *testing.T) {
+	l := newTestLog(t, "alice", nil)
+	l.add(nixClaim("one", "x", day1))
+	l.splitView = true
+	cfg := &config.Config{State: t.TempDir(), Dashboard: true, Builders: []config.Builder{l.builder("org")}, Quorum: config.Quorum{Min: 1, MinOperators: 1}}
+	cfg.Defaults()
+	w := followWorld(t, cfg, map[string]*testLog{"alice": l})
+	if !w.idx.Compromised("alice") {
+		t.Fatal("the split view was not recorded")
+	}
+	const reason = "the log lost its state in a disk failure; checked with alice"
+	if _, err := follow.Readmit(w.idx, cfg, "alice", reason); err != nil {
+		t.Fatal(err)
+	}
+	_, _, body := w.get(t, "/evidence/1")
+	mustContain(t, "evidence page", body, "split-view", "re-admitted", reason)
+	if v := getJSON[[]BuilderView](t, w, "/api/v1/builders")[0]; v.Compromised {
+		t.Fatalf("alice after re-admission: %+v", v)
+	}
+}
