@@ -63,6 +63,8 @@
 // Other logs carry on: each log syncs on its own, and one log's failure
 // never stops another.
 //
+// # Memory
+//
 // Memory is bounded by two batches of Options.BatchEntries entries (one
 // being fetched and verified, one being indexed) and a small tile cache,
 // whatever the size of the log. During a catch-up (full batches), the

@@ -30,7 +30,8 @@
 //	    pinned       the first checkpoint ever accepted
 //	    synced       uint64 high-water mark: entries [0, synced) are indexed
 //	    subjects     uint64 number of distinct subjects indexed
-//	    compromised  present when evidence was recorded against the log
+//	    compromised  ID of the proven evidence that marks the log compromised,
+//	                 present until an operator re-admits it (Readmit)
 //	    health       JSON: time and outcome of the last sync attempt
 //	    accepted-conflicts  JSON: conflicts a re-admission overrode
 //	    pathruns/    the log's store-path hash runs (see paths.go)
