@@ -57,7 +57,7 @@ func TestUnavailableBuilderShown(t *testing.T) {
 	_, _, body := w.get(t, "/builders/alice")
 	mustContain(t, "alice's page", body, "unavailable", "2 failed rounds in a row", "its verified claims still count")
 	_, _, body = w.get(t, "/")
-	mustContain(t, "overview", body, "unavailable (2 rounds)")
+	mustContain(t, "overview", body, "failing: builder alice", "served data that does not match")
 	p := getJSON[SubjectPage](t, w, "/api/v1/subject?s="+url.QueryEscape(storePath("before")))
 	if p.Verdict.Outcome != verdict.Trusted {
 		t.Fatalf("a claim verified before the fault: %+v", p.Verdict)
