@@ -233,7 +233,10 @@ type Result struct {
 	Added   uint64 // entries indexed by this round
 	// Evidence is set when this round recorded evidence.
 	Evidence *index.Evidence
-	Err      error
+	// Err is why the round failed: ErrCompromised (with Evidence, or for a
+	// log marked before), ErrBadData, ErrStaleView, a *FetchError, a bad
+	// signature… Only ErrCompromised says anything about the builder.
+	Err error
 }
 
 // SyncOnce runs one sync round of every log, concurrently, and returns
