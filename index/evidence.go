@@ -238,7 +238,7 @@ func (x *Index) Readmit(id LogID, reason string, at time.Time) (*Readmission, er
 	}
 	m := x.meta(id)
 	if m == nil {
-		return nil, fmt.Errorf("index: log %s: %w", id, ErrNotCompromised)
+		return nil, fmt.Errorf("index: builder %s is %w: it was never synced", id.Name, ErrNotCompromised)
 	}
 	x.appendMu.Lock()
 	defer x.appendMu.Unlock()
@@ -263,7 +263,7 @@ func (x *Index) Readmit(id LogID, reason string, at time.Time) (*Readmission, er
 			return err
 		}
 		if len(overridden) == 0 {
-			return fmt.Errorf("log %s: %w", id, ErrNotCompromised)
+			return fmt.Errorf("builder %s is %w: no proven evidence against it that is not overridden already, nothing to re-admit (vouch evidence lists what was recorded)", id.Name, ErrNotCompromised)
 		}
 		var accept []acceptedConflict
 		for _, e := range overridden {
