@@ -116,8 +116,10 @@ func TestSubjectPage(t *testing.T) {
 	if p.Verdict.Outcome != verdict.Trusted || len(p.Verdict.Disagreed) != 1 || p.Verdict.Disagreed[0].Builder != "carol" {
 		t.Fatalf("verdict %+v", p.Verdict)
 	}
-	if len(p.Claims) != 4 || len(p.Outputs) != 2 {
-		t.Fatalf("claims %d outputs %d, want 3 and 2", len(p.Claims), len(p.Outputs))
+	// Five claims: dave's too, shown compromised (its split view came
+	// after its claims were verified).
+	if len(p.Claims) != 5 || len(p.Outputs) != 2 {
+		t.Fatalf("claims %d outputs %d, want 5 and 2", len(p.Claims), len(p.Outputs))
 	}
 	for _, c := range p.Claims {
 		if c.Agrees == (c.Builder == "carol") {
@@ -223,7 +225,7 @@ func TestEvidence(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("evidence page: %d", code)
 	}
-	mustContain(t, "evidence page", body, "bad-entry", `href="/evidence/`+id+`.json"`, "dave")
+	mustContain(t, "evidence page", body, "split-view", `href="/evidence/`+id+`.json"`, "dave")
 
 	code, h, file := w.get(t, "/evidence/"+id+".json")
 	e, err := w.idx.EvidenceByID(id)

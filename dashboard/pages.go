@@ -63,6 +63,13 @@ type BuilderView struct {
 	AgeSeconds  float64   `json:"age_seconds"`
 	Error       string    `json:"error,omitempty"`
 	Checkpoint  string    `json:"checkpoint,omitempty"` // the signed note, verbatim
+	// Unavailable is set while the log's sync rounds fail: Failures in a
+	// row since FailingSince (index.Health). Its verified claims still
+	// count. StaleView: the last round was shown an older checkpoint.
+	Unavailable  bool      `json:"unavailable"`
+	Failures     int       `json:"failures"`
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	StaleView    bool      `json:"stale_view"`
 
 	// AgreementRate is the share of subjects it shares with other builders
 	// on which their outputs are equal, over all other builders (nil when
@@ -155,6 +162,9 @@ func (d *Dashboard) builderViews(s *snapshot) ([]BuilderView, []EvidenceSummary,
 		}
 		if !st.Health.OK.IsZero() {
 			v.AgeSeconds = now.Sub(st.Health.OK).Seconds()
+		}
+		if h := st.Health; h.Unavailable() && !st.Compromised {
+			v.Unavailable, v.Failures, v.FailingSince, v.StaleView = true, h.Failures, h.FailingSince, h.Stale
 		}
 		if b, ok := agreement[st.Name]; ok {
 			v.Agreement = b.Agreement

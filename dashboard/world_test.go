@@ -3,6 +3,7 @@ package dashboard
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,8 +13,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vouch-dev/vouch/buildlog"
 	"github.com/vouch-dev/vouch/claim"
@@ -21,6 +25,7 @@ import (
 	"github.com/vouch-dev/vouch/follow"
 	"github.com/vouch-dev/vouch/index"
 	"github.com/vouch-dev/vouch/internal/keytest"
+	"github.com/vouch-dev/vouch/keys"
 	"github.com/vouch-dev/vouch/verdict"
 )
 
@@ -32,6 +37,12 @@ type testLog struct {
 	log  *buildlog.Log
 	vkey string
 	url  string
+	// splitView, when set, makes followWorld show the follower, after a
+	// first honest sync, a checkpoint of the same size with another
+	// root, signed with the log's key: proof of a split view.
+	splitView bool
+	forged    atomic.Pointer[[]byte] // served as the checkpoint when set
+	id        *keys.Identity
 }
 
 func newTestLog(t testing.TB, name string, alter func(http.Handler) http.Handler) *testLog {
@@ -44,13 +55,44 @@ func newTestLog(t testing.TB, name string, alter func(http.Handler) http.Handler
 	if err != nil {
 		t.Fatal(err)
 	}
+	tl := &testLog{t: t, name: name, log: l, vkey: id.VerifierKey, id: id}
 	var h http.Handler = http.StripPrefix("/log", buildlog.Handler(l.TilesDir()))
 	if alter != nil {
 		h = alter(h)
 	}
+	honest := h
+	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cp := tl.forged.Load(); cp != nil && r.URL.Path == "/log/checkpoint" {
+			w.Write(*cp)
+			return
+		}
+		honest.ServeHTTP(w, r)
+	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() { srv.Close(); l.Close(); cancel() })
-	return &testLog{t: t, name: name, log: l, vkey: id.VerifierKey, url: srv.URL + "/log/"}
+	tl.url = srv.URL + "/log/"
+	return tl
+}
+
+// forgeSplitView makes the log serve a checkpoint of its current size
+// with another root, signed with its key.
+func (l *testLog) forgeSplitView() {
+	l.t.Helper()
+	raw, err := l.log.Checkpoint(context.Background())
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	cp, err := index.ParseCheckpointBody(raw)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	other := sha256.Sum256([]byte("another history"))
+	body := fmt.Sprintf("%s\n%d\n%s\n", cp.Origin, cp.Size, base64.StdEncoding.EncodeToString(other[:]))
+	msg, err := note.Sign(&note.Note{Text: body}, l.id.Signer)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.forged.Store(&msg)
 }
 
 // add logs claims concurrently (the log batches them) and waits until a
@@ -97,25 +139,6 @@ func (l *testLog) builder(operator string) config.Builder {
 	return config.Builder{Name: l.name, VKey: l.vkey, Log: l.url, Operator: operator}
 }
 
-// corruptEntries serves entry bundles with one byte changed: the follower
-// must record bad-entry evidence against the log.
-func corruptEntries(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.Contains(r.URL.Path, "/tile/entries/") {
-			next.ServeHTTP(w, r)
-			return
-		}
-		rec := httptest.NewRecorder()
-		next.ServeHTTP(rec, r)
-		body := rec.Body.Bytes()
-		if len(body) > 20 {
-			body[len(body)-3] ^= 0x01
-		}
-		w.WriteHeader(rec.Code)
-		w.Write(body)
-	})
-}
-
 func nix32(s string, n int) string {
 	const alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
 	out := make([]byte, 0, n)
@@ -157,7 +180,7 @@ func ociClaim(subject, digestOf string, at time.Time) *claim.Claim {
 //   - carol logged another output for tampered (the others agree);
 //   - each logged a different output for noise;
 //   - all but carol logged the hostile oci subject xssSubject;
-//   - dave's log is served with corrupted entry bundles: evidence.
+//   - dave's log shows the follower two trees of one size: evidence.
 type world struct {
 	cfg    *config.Config
 	idx    *index.Index
@@ -172,7 +195,8 @@ func newWorld(t testing.TB) *world {
 	for _, name := range []string{"alice", "bob", "carol", "erin"} {
 		logs[name] = newTestLog(t, name, nil)
 	}
-	logs["dave"] = newTestLog(t, "dave", corruptEntries)
+	logs["dave"] = newTestLog(t, "dave", nil)
+	logs["dave"].splitView = true
 	for name, l := range logs {
 		var cs []*claim.Claim
 		for i := range 10 {
@@ -210,6 +234,20 @@ func followWorld(t testing.TB, cfg *config.Config, logs map[string]*testLog) *wo
 	for _, r := range f.SyncOnce(context.Background()) {
 		if r.Err != nil && r.Evidence == nil {
 			t.Fatalf("sync %s: %v", r.Builder, r.Err)
+		}
+	}
+	split := false
+	for _, l := range logs {
+		if l.splitView {
+			l.forgeSplitView()
+			split = true
+		}
+	}
+	if split {
+		for _, r := range f.SyncOnce(context.Background()) {
+			if r.Err != nil && r.Evidence == nil {
+				t.Fatalf("sync %s: %v", r.Builder, r.Err)
+			}
 		}
 	}
 	policy, err := verdict.NewPolicy(cfg)

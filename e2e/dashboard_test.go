@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -15,10 +17,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/vouch-dev/vouch/dashboard"
+	"github.com/vouch-dev/vouch/index"
+	"github.com/vouch-dev/vouch/keys"
 	"github.com/vouch-dev/vouch/report"
 	"github.com/vouch-dev/vouch/verdict"
 )
@@ -84,10 +91,17 @@ func (b *browser) screenshot(url, name string, width, height int) string {
 	return file
 }
 
-// corruptingProxy serves the log at target with one byte of every entry
-// bundle changed, as a compromised mirror or a broken log would.
-func corruptingProxy(t *testing.T, target string) string {
+// splitViewProxy serves the log at target honestly until forge is
+// called; from then on its checkpoint is one of the same size with another
+// root, signed with the builder's own key (keyFile): what a log showing
+// two histories serves, and proof against it.
+func splitViewProxy(t *testing.T, target, keyFile string) (logURL string, forge func()) {
+	var forged atomic.Pointer[[]byte]
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cp := forged.Load(); cp != nil && r.URL.Path == "/log/checkpoint" {
+			w.Write(*cp)
+			return
+		}
 		resp, err := http.Get(strings.TrimSuffix(target, "/") + strings.TrimPrefix(r.URL.Path, "/log"))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
@@ -95,14 +109,30 @@ func corruptingProxy(t *testing.T, target string) string {
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		if strings.Contains(r.URL.Path, "/tile/entries/") && len(body) > 20 {
-			body[len(body)-3] ^= 0x01
-		}
 		w.WriteHeader(resp.StatusCode)
 		w.Write(body)
 	}))
 	t.Cleanup(srv.Close)
-	return srv.URL + "/log/"
+	return srv.URL + "/log/", func() {
+		id, err := keys.LoadIdentity(keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := httpGet(strings.TrimSuffix(target, "/") + "/checkpoint")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, err := index.ParseCheckpointBody(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := sha256.Sum256([]byte("another history"))
+		msg, err := note.Sign(&note.Note{Text: fmt.Sprintf("%s\n%d\n%s\n", cp.Origin, cp.Size, base64.StdEncoding.EncodeToString(other[:]))}, id.Signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		forged.Store(&msg)
+	}
 }
 
 var hrefRe = regexp.MustCompile(`href="([^"]+)"`)
@@ -134,7 +164,7 @@ func must(t *testing.T, what, dom string, wants ...string) {
 }
 
 // TestDashboardInBrowser: a node that follows the four-builder world (and
-// a fifth log served corrupted, which raises an alarm) serves the
+// a fifth log that shows two histories, which raises an alarm) serves the
 // dashboard; a real browser finds the tampering builder, the
 // non-reproducible path and the evidence, and the numbers agree with
 // vouch verdict and vouch report.
@@ -142,13 +172,18 @@ func TestDashboardInBrowser(t *testing.T) {
 	w := buildWorld4(t)
 	br := newBrowser(t)
 
-	// b5 logs one honest claim, but its log reaches the follower corrupted.
+	// b5 logs one honest claim, then shows the follower another tree of
+	// the same size, signed with its key.
 	b5 := startDaemon(t, t.TempDir(), w.stores[0])
 	if out, code := vouch(t, "submit", "--state", b5.State, "--store", b5.Store, w.paths["a"]); code != 0 {
 		t.Fatalf("vouch submit: %s", out)
 	}
 	waitForClaims(t, b5, 1)
-	b5URL := corruptingProxy(t, b5.LogURL())
+	b5Keys, _ := filepath.Glob(filepath.Join(b5.State, "keys", "*.key"))
+	if len(b5Keys) != 1 {
+		t.Fatalf("b5's key files: %v", b5Keys)
+	}
+	b5URL, forgeB5 := splitViewProxy(t, b5.LogURL(), b5Keys[0])
 
 	state := t.TempDir()
 	extra := fmt.Sprintf("dashboard = true\n\n[[builder]]\nname = \"b5\"\nvkey = %q\nlog = %q\noperator = \"org5\"\n", b5.VKey, b5URL)
@@ -159,7 +194,10 @@ func TestDashboardInBrowser(t *testing.T) {
 	raw, _ := os.ReadFile(cfg)
 	os.WriteFile(cfg, []byte(strings.Replace(string(raw), `listen = "127.0.0.1:0"`, fmt.Sprintf("listen = %q", listen), 1)), 0o644)
 	out, code := vouch(t, "sync", "--config", cfg)
-	t.Logf("vouch sync (b5's log is served corrupted): exit %d\n%s", code, out)
+	t.Logf("vouch sync: exit %d\n%s", code, out)
+	forgeB5()
+	out, code = vouch(t, "sync", "--config", cfg)
+	t.Logf("vouch sync (b5 shows another tree): exit %d\n%s", code, out)
 
 	// What vouch verdict says of every subject, before the node holds the index.
 	verdicts := map[string]verdict.Outcome{}
@@ -197,13 +235,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	must(t, "tamperme page", dom, "trusted", "disagreed", `href="/builders/b4"`, "other output")
 	br.screenshot(tamper, "subject-tamperme.png", 1280, 2400)
 
-	// The tampering builder's page, and the corrupted log's alarm.
+	// The tampering builder's page, and the split view's alarm.
 	dom = br.dom(base + "/builders/b4")
 	must(t, "b4 page", dom, "Builder b4", "Agreement with each builder")
 	br.screenshot(base+"/builders/b4", "builder-b4.png", 1280, 1400)
 	evidence := base + link(t, br.dom(base+"/"), "/evidence/")
 	dom = br.dom(evidence)
-	must(t, "evidence page", dom, "bad-entry", "b5", "download the evidence file")
+	must(t, "evidence page", dom, "split-view", "b5", "download the evidence file")
 	br.screenshot(evidence, "evidence.png", 1280, 1600)
 
 	// The download is the export file: it checks with only b5's key.

@@ -115,6 +115,8 @@ func VerifyEvidence(e *index.Evidence, vkey string) (string, error) {
 		}
 		return fmt.Sprintf("proven: %s logged two outputs for %s: %s at index %d and %s at index %d", v.Name(), cs[0].Key(), cs[0].Output(), e.Claims[0].Index, cs[1].Output(), e.Claims[1].Index), nil
 
+	// The observations below are recorded only by earlier versions (see
+	// index.EvidenceKind); their records are still checked as they are.
 	case index.EvidenceRollback:
 		if err := need(2); err != nil {
 			return "", err

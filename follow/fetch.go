@@ -179,14 +179,6 @@ type remoteTiles struct {
 
 	mu    sync.Mutex
 	cache map[tlog.Tile][]byte
-	// last holds the tiles returned by the last ReadTiles call, by path,
-	// so that evidence can show what failed to authenticate.
-	last []servedFile
-}
-
-type servedFile struct {
-	Path string
-	Data []byte
 }
 
 const tileCacheSize = 128 // ~1 MiB
@@ -199,7 +191,6 @@ func (r *remoteTiles) Height() int { return 8 }
 
 func (r *remoteTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	out := make([][]byte, len(tiles))
-	paths := make([]string, len(tiles))
 	errs := make([]error, len(tiles))
 	sem := make(chan struct{}, fetchParallelism)
 	var wg sync.WaitGroup
@@ -210,7 +201,6 @@ func (r *remoteTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 		r.mu.Lock()
 		data, ok := r.cache[t]
 		r.mu.Unlock()
-		paths[i] = layout.TilePath(uint64(t.L), uint64(t.N), partialOf(t.W))
 		if ok {
 			out[i] = data
 			continue
@@ -220,8 +210,7 @@ func (r *remoteTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			pathFor := func(p uint8) string { return layout.TilePath(uint64(t.L), uint64(t.N), p) }
-			data, used, full, err := r.fetch.getPartial(r.ctx, pathFor, t.W, maxTileSize)
-			paths[i] = used
+			data, _, full, err := r.fetch.getPartial(r.ctx, pathFor, t.W, maxTileSize)
 			switch {
 			case err != nil:
 				errs[i] = err
@@ -240,9 +229,7 @@ func (r *remoteTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.last = r.last[:0]
 	for i, t := range tiles {
-		r.last = append(r.last, servedFile{Path: paths[i], Data: out[i]})
 		if len(r.cache) >= tileCacheSize {
 			clear(r.cache)
 		}
@@ -253,13 +240,6 @@ func (r *remoteTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 
 // SaveTiles is a no-op: ReadTiles caches already.
 func (r *remoteTiles) SaveTiles([]tlog.Tile, [][]byte) {}
-
-// lastServed returns the tiles of the last ReadTiles call.
-func (r *remoteTiles) lastServed() []servedFile {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]servedFile(nil), r.last...)
-}
 
 // partialOf returns the partial suffix of a tile or bundle of width w.
 func partialOf(w int) uint8 {

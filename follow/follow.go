@@ -10,31 +10,60 @@
 //     name. A bad signature or a malformed body is an error (retried
 //     later), not evidence: anyone on the path could have sent it.
 //  2. Compare it with the stored checkpoint (old, the latest one verified):
-//     - smaller tree than old: evidence "rollback" — or "fork" when the
-//     index holds old's entries and the smaller tree's root is not a
-//     prefix of them;
 //     - same size, other root: evidence "split-view";
+//     - smaller tree than old, when the index holds old's entries: if
+//     the smaller tree's root is not the root of the first entries the
+//     index holds, evidence "fork" (with a consistency proof from the
+//     index); if it is, a stale view (below). When the index does not
+//     hold old's entries yet, it cannot tell: a stale view too;
 //     - larger: fetch a consistency proof old → new from the log's hash
 //     tiles, authenticated against the new root (tlog.TileHashReader),
-//     and check it (tlog.CheckTree). A tile that does not authenticate is
-//     evidence "bad-tile"; a proof that fails is evidence "fork".
+//     and check it (tlog.CheckTree). A proof that fails against
+//     authenticated tiles is evidence "fork"; a tile that does not
+//     authenticate is a failed fetch (ErrBadData).
 //     The first checkpoint ever accepted is pinned (trust on first use,
 //     then never again: every later one must extend it).
 //  3. Download the entry bundles from the index's high-water mark up to the
 //     new size, in batches of Options.BatchEntries, fetching a few files at a time.
 //     Every entry's RFC 6962 leaf hash must equal the hash the signed tree
-//     holds at its index (read from authenticated tiles); an entry that
-//     does not is evidence "bad-entry". Each entry is parsed with
+//     holds at its index (read from authenticated tiles); a bundle that
+//     does not parse or holds an entry that does not match is a failed
+//     fetch (ErrBadData). Each entry is parsed with
 //     claim.Parse (entries that are not version-1 claims are kept for the
 //     hashes but not indexed), and each batch is indexed with the new
 //     high-water mark in one transaction. A log that claims two outputs for
-//     one subject is evidence "conflicting-claims".
+//     one subject is evidence "conflicting-claims" (both entries, with
+//     inclusion proofs to the signed root).
 //  4. Recompute the root of the indexed entries and compare it with the
 //     signed root: the replica now provably equals the log.
 //
-// Evidence is recorded in the index and the log is marked compromised: its
-// claims stop counting and it is not synced again. Other logs carry on:
-// each log syncs on its own, and one log's failure never stops another.
+// # Evidence, and what is only a failed fetch
+//
+// Only proven misbehaviour — what anyone holding the builder's public key
+// can check on their own (index.Evidence.Proven) — is evidence: two signed
+// checkpoints that cannot both be true (split-view, fork), or a signed tree
+// that holds two outputs for one subject (conflicting-claims). It is
+// recorded in the index and the log is marked compromised: its claims stop
+// counting and it is not synced again, until an operator re-admits it
+// deliberately (Readmit, `vouch builder readmit`; the evidence is kept,
+// the re-admission recorded beside it).
+//
+// Everything else can be caused by anyone on the path between this node
+// and the log — a stale mirror or CDN, a proxy, anyone on plain http —
+// and says nothing about the builder: a bad signature, a tile or bundle
+// that does not match the signed root (ErrBadData), an older genuine
+// checkpoint that is a prefix of the one verified (ErrStaleView: the newer
+// one is kept), a timeout. Such a round fails: the log is unavailable
+// until a round succeeds, retried with backoff, and the health the index
+// keeps (index.Health: error, since when, failures in a row, stale view)
+// shows it in vouch report, the dashboard and /metrics. The claims
+// already verified keep counting meanwhile; once honest answers return,
+// the log syncs on to the newest checkpoint.
+//
+// Other logs carry on: each log syncs on its own, and one log's failure
+// never stops another.
+//
+// # Memory
 //
 // Memory is bounded by two batches of Options.BatchEntries entries (one
 // being fetched and verified, one being indexed) and a small tile cache,
@@ -63,6 +92,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/transparency-dev/tessera/api/layout"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -82,9 +112,19 @@ const DefaultBatchEntries = 128 * 256
 // MaxBackoff caps the wait after repeated failures.
 const MaxBackoff = 10 * time.Minute
 
-// ErrCompromised is returned for a log that has evidence recorded against
-// it; it is no longer synced.
+// ErrCompromised is returned for a log that has proven evidence recorded
+// against it; it is no longer synced until it is re-admitted (Readmit).
 var ErrCompromised = errors.New("log is marked compromised")
+
+// ErrBadData is wrapped by the error of a round that was served a tile or
+// an entry bundle that does not match the log's signed checkpoint. It
+// proves nothing about the builder (anyone on the network path can alter
+// bytes), so the round fails and is retried; nothing is recorded.
+var ErrBadData = errors.New("served data that does not match the log's signed checkpoint")
+
+// ErrStaleView is wrapped by the error of a round that was served an
+// older, genuine checkpoint than the one verified (index.ErrStaleView).
+var ErrStaleView = index.ErrStaleView
 
 // Progress reports how far a sync of one log got.
 type Progress struct {
@@ -108,6 +148,9 @@ type Options struct {
 	// BatchEntries is the number of entries indexed per transaction,
 	// rounded up to a multiple of 256; default DefaultBatchEntries.
 	BatchEntries int
+	// Registerer, if set, receives every configured log's sync health as
+	// gauges (vouch_follow_log_*, see metrics.go).
+	Registerer prometheus.Registerer
 }
 
 // Follower syncs the logs of a policy into an index.
@@ -166,6 +209,11 @@ func New(cfg *config.Config, idx *index.Index, opts Options) (*Follower, error) 
 	if err != nil {
 		return nil, err
 	}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(newHealthCollector(idx)); err != nil {
+			return nil, fmt.Errorf("follow: registering metrics: %w", err)
+		}
+	}
 	for _, b := range cfg.Builders {
 		s, err := newLogSyncer(b, idx, client)
 		if err != nil {
@@ -185,7 +233,10 @@ type Result struct {
 	Added   uint64 // entries indexed by this round
 	// Evidence is set when this round recorded evidence.
 	Evidence *index.Evidence
-	Err      error
+	// Err is why the round failed: ErrCompromised (with Evidence, or for a
+	// log marked before), ErrBadData, ErrStaleView, a *FetchError, a bad
+	// signature… Only ErrCompromised says anything about the builder.
+	Err error
 }
 
 // SyncOnce runs one sync round of every log, concurrently, and returns
@@ -202,9 +253,14 @@ func (f *Follower) SyncOnce(ctx context.Context) []Result {
 
 func (f *Follower) syncOne(ctx context.Context, s *logSyncer) Result {
 	r := s.sync(ctx, f.progress)
-	if r.Evidence != nil {
+	switch {
+	case r.Evidence != nil:
 		f.logger.Warn("evidence recorded; log marked compromised", "builder", s.builder.Name, "evidence", r.Evidence.ID, "kind", r.Evidence.Kind, "summary", r.Evidence.Summary)
-	} else if r.Err != nil && !errors.Is(r.Err, ErrCompromised) {
+	case errors.Is(r.Err, ErrBadData), errors.Is(r.Err, ErrStaleView):
+		// Worth an operator's eye (a tampering path, a stale mirror), but
+		// no evidence: the round failed and is retried.
+		f.logger.Warn("sync failed; log unavailable this round, its verified claims still count", "builder", s.builder.Name, "err", r.Err)
+	case r.Err != nil && !errors.Is(r.Err, ErrCompromised):
 		f.logger.Info("sync failed", "builder", s.builder.Name, "err", r.Err)
 	}
 	if ctx.Err() == nil {
@@ -341,7 +397,7 @@ func (s *logSyncer) sync(ctx context.Context, progress func(Progress)) (r Result
 	hashes := tlog.TileHashReader(tree, tiles)
 
 	if old := st.Checkpoint; old != nil {
-		ev, err := s.checkExtends(st, old, cp, tiles, hashes)
+		ev, err := s.checkExtends(st, old, cp, hashes)
 		if ev != nil {
 			return s.recordEvidence(r, ev)
 		}
@@ -373,7 +429,6 @@ func (s *logSyncer) sync(ctx context.Context, progress func(Progress)) (r Result
 	// unbuffered: one batch being indexed, the next one waiting).
 	type fetched struct {
 		batch *index.Batch
-		ev    *index.Evidence
 		err   error
 	}
 	fetchCtx, stopFetching := context.WithCancel(ctx)
@@ -383,22 +438,19 @@ func (s *logSyncer) sync(ctx context.Context, progress func(Progress)) (r Result
 		defer close(batches)
 		for next := st.Synced; next < cp.Size; {
 			end := min(cp.Size, next+s.batch-next%256)
-			b, ev, err := s.fetchBatch(fetchCtx, cp, next, end, tiles, hashes)
+			b, err := s.fetchBatch(fetchCtx, cp, next, end, hashes)
 			select {
-			case batches <- fetched{b, ev, err}:
+			case batches <- fetched{b, err}:
 			case <-fetchCtx.Done():
 				return
 			}
-			if ev != nil || err != nil {
+			if err != nil {
 				return
 			}
 			next = end
 		}
 	}()
 	for f := range batches {
-		if f.ev != nil {
-			return s.recordEvidence(r, f.ev)
-		}
 		if f.err != nil {
 			r.Err = f.err
 			return r
@@ -454,30 +506,33 @@ func (s *logSyncer) sync(ctx context.Context, progress func(Progress)) (r Result
 
 // checkExtends checks that cp, just fetched, can follow old, the stored
 // checkpoint. It returns evidence when they cannot both be true, an error
-// when the check could not be made.
-func (s *logSyncer) checkExtends(st index.State, old, cp *index.Checkpoint, tiles *remoteTiles, hashes tlog.HashReader) (*index.Evidence, error) {
+// when the check could not be made or cp is an older view (ErrStaleView).
+// hashes reads cp's tree from the log's tiles, authenticated.
+func (s *logSyncer) checkExtends(st index.State, old, cp *index.Checkpoint, hashes tlog.HashReader) (*index.Evidence, error) {
 	switch {
 	case cp.Size < old.Size:
-		if st.Synced >= old.Size {
-			// The index holds the larger tree: see whether the smaller
-			// checkpoint is even a prefix of it.
-			implied, err := s.idx.RootAt(s.id, cp.Size)
+		if st.Synced < old.Size {
+			// The index does not hold old's entries: whether cp is a prefix
+			// of old cannot be told here, and a stale copy of the log
+			// (a mirror, a cache, a replay) is the likely reason.
+			return nil, fmt.Errorf("%w: the log served a checkpoint of size %d, older than the one of size %d this node verified; keeping that one, and the claims verified so far, and retrying (a stale mirror or cache, or a replay; if it persists, ask the builder)", ErrStaleView, cp.Size, old.Size)
+		}
+		implied, err := s.idx.RootAt(s.id, cp.Size)
+		if err != nil {
+			return nil, err
+		}
+		if implied != cp.Root {
+			proof, err := s.idx.ProveTree(s.id, old.Size, cp.Size)
 			if err != nil {
 				return nil, err
 			}
-			if implied != cp.Root {
-				proof, err := s.idx.ProveTree(s.id, old.Size, cp.Size)
-				if err != nil {
-					return nil, err
-				}
-				return s.evidence(index.EvidenceFork,
-					fmt.Sprintf("%s signed a tree of size %d whose first %d entries have root %v, and a tree of size %d with root %v: two histories", s.builder.Name, old.Size, cp.Size, implied, cp.Size, cp.Root),
-					cp, old, func(e *index.Evidence) { e.TreeProof, e.ImpliedRoot = proof, &implied }), nil
-			}
+			return s.evidence(index.EvidenceFork,
+				fmt.Sprintf("%s signed a tree of size %d whose first %d entries have root %v, and a tree of size %d with root %v: two histories", s.builder.Name, old.Size, cp.Size, implied, cp.Size, cp.Root),
+				cp, old, func(e *index.Evidence) { e.TreeProof, e.ImpliedRoot = proof, &implied }), nil
 		}
-		return s.evidence(index.EvidenceRollback,
-			fmt.Sprintf("%s served a checkpoint of size %d after one of size %d: its tree shrank", s.builder.Name, cp.Size, old.Size),
-			old, cp, nil), nil
+		// A genuine, older view of the same history: nothing is wrong
+		// with the builder, only with the copy this node was shown.
+		return nil, fmt.Errorf("%w: the log served its genuine checkpoint of size %d, a prefix of the one of size %d this node verified; keeping the newer one, whose claims still count, and retrying (a stale mirror or cache, or a replay)", ErrStaleView, cp.Size, old.Size)
 	case cp.Size == old.Size:
 		if cp.Root != old.Root {
 			return s.evidence(index.EvidenceSplitView,
@@ -491,12 +546,14 @@ func (s *logSyncer) checkExtends(st index.State, old, cp *index.Checkpoint, tile
 	}
 	proof, err := tlog.ProveTree(int64(cp.Size), int64(old.Size), hashes)
 	if err != nil {
-		return s.classifyTileError(err, cp, tiles)
+		return nil, tileError(err, cp)
 	}
 	if err := tlog.CheckTree(proof, int64(cp.Size), cp.Root, int64(old.Size), old.Root); err != nil {
+		// The proof was read from tiles authenticated against cp's signed
+		// root, so it is cp's own tree that disagrees with old: proof.
 		implied, err := tlog.TreeHash(int64(old.Size), hashes)
 		if err != nil {
-			return s.classifyTileError(err, cp, tiles)
+			return nil, tileError(err, cp)
 		}
 		return s.evidence(index.EvidenceFork,
 			fmt.Sprintf("%s signed a tree of size %d with root %v, then a tree of size %d whose first %d entries have root %v: the second does not extend the first", s.builder.Name, old.Size, old.Root, cp.Size, old.Size, implied),
@@ -505,31 +562,20 @@ func (s *logSyncer) checkExtends(st index.State, old, cp *index.Checkpoint, tile
 	return nil, nil
 }
 
-// classifyTileError turns an error of the tile hash reader into evidence
-// when the log served tiles that do not authenticate against its signed
-// root, and leaves fetch errors (network, 404) as errors to retry.
-func (s *logSyncer) classifyTileError(err error, cp *index.Checkpoint, tiles *remoteTiles) (*index.Evidence, error) {
+// tileError explains an error of the tile hash reader: a fetch error is
+// left as it is; anything else means the tiles served do not authenticate
+// against cp's signed root (ErrBadData).
+func tileError(err error, cp *index.Checkpoint) error {
 	if fe := (*FetchError)(nil); errors.As(err, &fe) {
-		return nil, err
+		return err
 	}
-	served := tiles.lastServed()
-	paths := make([]string, len(served))
-	for i, f := range served {
-		paths[i] = f.Path
-	}
-	return s.evidence(index.EvidenceBadTile,
-		fmt.Sprintf("the hash tiles %s served (%s) do not hash to its signed root %v of size %d (%v)", s.builder.Name, strings.Join(paths, ", "), cp.Root, cp.Size, err),
-		cp, nil, func(e *index.Evidence) {
-			for _, f := range served {
-				e.Files = append(e.Files, index.EvidenceFile{Path: f.Path, Data: f.Data})
-			}
-		}), nil
+	return fmt.Errorf("%w: the hash tiles served do not hash to the signed root %v of size %d (%v); discarded, retrying (altered on the way, or a damaged log)", ErrBadData, cp.Root, cp.Size, err)
 }
 
 // fetchBatch downloads and verifies entries [from, to) of the tree of cp;
 // to-from is at most one batch and from..to crosses bundle boundaries
-// only at multiples of 256.
-func (s *logSyncer) fetchBatch(ctx context.Context, cp *index.Checkpoint, from, to uint64, tiles *remoteTiles, hashes tlog.HashReader) (*index.Batch, *index.Evidence, error) {
+// only at multiples of 256. Data that does not match cp is ErrBadData.
+func (s *logSyncer) fetchBatch(ctx context.Context, cp *index.Checkpoint, from, to uint64, hashes tlog.HashReader) (*index.Batch, error) {
 	// The signed tree's leaf hashes for the batch, authenticated.
 	want := make([]int64, 0, to-from)
 	for i := from; i < to; i++ {
@@ -537,8 +583,7 @@ func (s *logSyncer) fetchBatch(ctx context.Context, cp *index.Checkpoint, from, 
 	}
 	leafHashes, err := hashes.ReadHashes(want)
 	if err != nil {
-		ev, err := s.classifyTileError(err, cp, tiles)
-		return nil, ev, err
+		return nil, tileError(err, cp)
 	}
 
 	// The bundles, a few at a time.
@@ -569,7 +614,7 @@ func (s *logSyncer) fetchBatch(ctx context.Context, cp *index.Checkpoint, from, 
 	batch := &index.Batch{First: from}
 	for _, b := range bundles {
 		if b.err != nil {
-			return nil, nil, b.err
+			return nil, b.err
 		}
 		entries, err := ParseEntryBundle(b.data)
 		first := b.n * 256
@@ -578,15 +623,13 @@ func (s *logSyncer) fetchBatch(ctx context.Context, cp *index.Checkpoint, from, 
 			err = fmt.Errorf("%w: %d entries, the signed tree has %d in it", ErrBundle, len(entries), hi-first)
 		}
 		if err != nil {
-			return nil, s.evidence(index.EvidenceBadEntry,
-				fmt.Sprintf("%s served an entry bundle %s that cannot hold the entries of its signed tree of size %d: %v", s.builder.Name, b.path, cp.Size, err),
-				cp, nil, func(e *index.Evidence) { e.Files = []index.EvidenceFile{{Path: b.path, Data: b.data}} }), nil
+			return nil, fmt.Errorf("%w: entry bundle %s cannot hold the entries of the signed tree of size %d: %v; discarded, retrying", ErrBadData, b.path, cp.Size, err)
 		}
 		for i := lo; i < hi; i++ {
 			entry := entries[i-first]
 			h := tlog.RecordHash(entry)
 			if h != leafHashes[i-from] {
-				return nil, s.badEntryEvidence(cp, i, entry, leafHashes[i-from], b.path, hashes), nil
+				return nil, fmt.Errorf("%w: entry %d in %s does not hash to the leaf hash %v of the signed tree of size %d; discarded, retrying (altered on the way, or a damaged log)", ErrBadData, i, b.path, leafHashes[i-from], cp.Size)
 			}
 			c, err := claim.Parse(entry)
 			if err != nil {
@@ -597,17 +640,7 @@ func (s *logSyncer) fetchBatch(ctx context.Context, cp *index.Checkpoint, from, 
 			batch.Hashes = append(batch.Hashes, h)
 		}
 	}
-	return batch, nil, nil
-}
-
-func (s *logSyncer) badEntryEvidence(cp *index.Checkpoint, i uint64, entry []byte, leaf tlog.Hash, path string, hashes tlog.HashReader) *index.Evidence {
-	proof, _ := tlog.ProveRecord(int64(cp.Size), int64(i), hashes) // the tiles were just authenticated
-	return s.evidence(index.EvidenceBadEntry,
-		fmt.Sprintf("entry %d that %s served in %s does not hash to the leaf hash %v its signed tree of size %d holds", i, s.builder.Name, path, leaf, cp.Size),
-		cp, nil, func(e *index.Evidence) {
-			e.LeafHash = &leaf
-			e.Claims = []index.EvidenceEntry{{Index: i, Entry: entry, Checkpoint: 0, Proof: proof}}
-		})
+	return batch, nil
 }
 
 func (s *logSyncer) conflictEvidence(cp *index.Checkpoint, c *index.Conflict, hashes tlog.HashReader) *index.Evidence {

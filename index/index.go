@@ -30,8 +30,10 @@
 //	    pinned       the first checkpoint ever accepted
 //	    synced       uint64 high-water mark: entries [0, synced) are indexed
 //	    subjects     uint64 number of distinct subjects indexed
-//	    compromised  present when evidence was recorded against the log
+//	    compromised  ID of the proven evidence that marks the log compromised,
+//	                 present until an operator re-admits it (Readmit)
 //	    health       JSON: time and outcome of the last sync attempt
+//	    accepted-conflicts  JSON: conflicts a re-admission overrode
 //	    pathruns/    the log's store-path hash runs (see paths.go)
 //	    entry-files  present: the log's entries are in its files
 //	    tile-files   present: the log's full leaf tiles are in its files
@@ -145,6 +147,9 @@ var (
 	keySubjects    = []byte("subjects")
 	keyCompromised = []byte("compromised")
 	keyHealth      = []byte("health")
+	// keyAccepted lists the conflicts a re-admission overrode (JSON
+	// []acceptedConflict).
+	keyAccepted = []byte("accepted-conflicts")
 	// keyEntryFiles marks a log whose entries are in its files
 	// (logfiles.go); without it they are still in claims/.
 	keyEntryFiles = []byte("entry-files")
@@ -215,6 +220,9 @@ func Open(path string, configured ...LogID) (*Index, error) {
 			if _, err := x.logBucket(tx, id, true); err != nil {
 				return err
 			}
+		}
+		if err := reconcileCompromised(tx); err != nil {
+			return err
 		}
 		return tx.Bucket(bucketLogs).ForEachBucket(func(k []byte) error {
 			name, keyID, ok := bytes.Cut(k, []byte(" "))
@@ -391,11 +399,33 @@ type State struct {
 }
 
 // Health is the outcome of the last sync attempt of a log.
+//
+// A failed attempt makes the log unavailable until an attempt succeeds: a
+// fault of that fetch (the network, a bad tile or bundle, a bad
+// signature, an older checkpoint than the one verified). It is no
+// evidence of anything; the claims already verified keep counting.
 type Health struct {
 	Checked time.Time `json:"checked"`         // when the last attempt ended
 	OK      time.Time `json:"ok"`              // when the last successful attempt ended
 	Error   string    `json:"error,omitempty"` // why the last attempt failed, if it did
+	// FailingSince is when the first of the failed attempts in a row
+	// ended; zero when the last attempt succeeded.
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	// Failures counts the failed attempts in a row.
+	Failures int `json:"failures,omitempty"`
+	// Stale is set when the last attempt was shown an older checkpoint
+	// than the one this node verified (a stale mirror or cache, or a
+	// replay): the newer one is kept (ErrStaleView).
+	Stale bool `json:"stale,omitempty"`
 }
+
+// Unavailable reports whether the last sync attempt failed.
+func (h Health) Unavailable() bool { return h.Error != "" }
+
+// ErrStaleView is wrapped by the error of a sync attempt that was shown an
+// older, genuine checkpoint than the one verified; SetHealth marks the
+// health Stale for it.
+var ErrStaleView = errors.New("stale view")
 
 // State returns the stored state of log id; a log never synced has a zero
 // State with only LogID set.
@@ -468,7 +498,9 @@ func (x *Index) SetCheckpoint(id LogID, cp *Checkpoint) error {
 	return err
 }
 
-// SetHealth records the outcome of a sync attempt of id at time at.
+// SetHealth records the outcome of a sync attempt of id at time at: a
+// nil syncErr is a success, anything else a failure (counted in
+// Failures; Stale when it wraps ErrStaleView).
 func (x *Index) SetHealth(id LogID, at time.Time, syncErr error) error {
 	if err := x.ensure(id); err != nil {
 		return err
@@ -483,11 +515,17 @@ func (x *Index) SetHealth(id LogID, at time.Time, syncErr error) error {
 			_ = json.Unmarshal(v, &h)
 		}
 		h.Checked = at.UTC()
-		h.Error = ""
+		h.Error, h.Stale = "", false
 		if syncErr != nil {
 			h.Error = syncErr.Error()
+			h.Stale = errors.Is(syncErr, ErrStaleView)
+			if h.Failures == 0 {
+				h.FailingSince = at.UTC()
+			}
+			h.Failures++
 		} else {
 			h.OK = at.UTC()
+			h.FailingSince, h.Failures = time.Time{}, 0
 		}
 		v, err := json.Marshal(h)
 		if err != nil {
@@ -522,7 +560,8 @@ func (c *Conflict) Error() string {
 // different output for a subject the log already claimed (earlier or in b),
 // nothing is written and the conflict is returned; the caller records
 // evidence. Two entries with the same output for one subject are fine (a
-// builder may log a rebuild); the first one is indexed.
+// builder may log a rebuild); the first one is indexed. So are two
+// outputs a re-admission accepted (Readmit).
 func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 	if len(b.Entries) != len(b.Claims) || len(b.Entries) != len(b.Hashes) {
 		return nil, errors.New("index: batch has mismatched entries, claims and hashes")
@@ -546,6 +585,10 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 		}
 		d := x.data(tx, x.meta(id).seq)
 		runs := d.runs()
+		accepted, err := acceptedConflicts(lb)
+		if err != nil {
+			return err
+		}
 		pathRuns, err := lb.CreateBucketIfNotExists(bucketPathRuns)
 		if err != nil {
 			return err
@@ -604,7 +647,7 @@ func (x *Index) Append(id LogID, b *Batch) (*Conflict, error) {
 					// astronomically unlikely; refuse rather than mis-index.
 					return fmt.Errorf("index: log %s: subject hash collision between %q and %q; please report this", id, oc.Subject, m.c.Subject)
 				}
-				if oc.Output() != m.c.Output() {
+				if oc.Output() != m.c.Output() && !accepted(oldIndex, m.n) {
 					conflict = &Conflict{Kind: m.c.Kind, Subject: m.c.Subject, FirstIndex: oldIndex, SecondIndex: m.n,
 						FirstEntry: bytes.Clone(oldEntry), SecondEntry: bytes.Clone(b.Entries[m.n-b.First])}
 					return errConflict

@@ -140,7 +140,7 @@ func TestMigrateFromLegacyLayout(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := x.AddEvidence(ids[2], &Evidence{Builder: "carol", KeyID: "k3", Kind: EvidenceRollback, Summary: "test"}); err != nil {
+	if err := x.AddEvidence(ids[2], &Evidence{Builder: "carol", KeyID: "k3", Kind: EvidenceSplitView, Summary: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	type answers struct {

@@ -331,3 +331,13 @@ func (f *logFiles) close() error {
 func (f *logFiles) size() uint64 {
 	return f.count.Load()*8 + f.datLen.Load() + f.count.Load()/tileWidth*blockedLen
 }
+
+// removeLogFiles removes the files of the log with sequence number seq,
+// whose replica was dropped. A failure leaves files no log reads (a
+// number is never reused); it is not worth failing for.
+func removeLogFiles(dbPath string, seq uint32) {
+	base := filepath.Join(filesDir(dbPath), fmt.Sprintf("%08x", seq))
+	for _, ext := range []string{".dat", ".end", ".tiles"} {
+		_ = os.Remove(base + ext)
+	}
+}

@@ -44,7 +44,7 @@ func TestVersionMovesWithEveryAnswerChange(t *testing.T) {
 	if got, _ := x.Claims(c.Kind, c.Subject); len(got) != 1 {
 		t.Fatalf("claims under the checkpoint: %v", got)
 	}
-	if err := x.AddEvidence(id, &Evidence{Kind: EvidenceRollback}); err != nil {
+	if err := x.AddEvidence(id, &Evidence{Kind: EvidenceSplitView}); err != nil {
 		t.Fatal(err)
 	}
 	if x.Version() == v2 || !x.Compromised("alice") {

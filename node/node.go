@@ -238,7 +238,7 @@ func (n *Node) startFollowRole(ctx context.Context, run func(string, func(contex
 	}
 	*closers = append(*closers, idx.Close)
 	n.index = idx
-	f, err := follow.New(n.cfg, idx, follow.Options{Logger: n.logger.With("role", "follow")})
+	f, err := follow.New(n.cfg, idx, follow.Options{Logger: n.logger.With("role", "follow"), Registerer: n.metrics})
 	if err != nil {
 		return err
 	}

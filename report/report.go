@@ -203,6 +203,16 @@ type Log struct {
 	Error       string  `json:"error,omitempty"`
 	Compromised bool    `json:"compromised"`
 	Evidence    int     `json:"evidence"`
+	// Unavailable is set while the log's sync rounds fail (Error says
+	// why): Failures rounds in a row, since FailingSince. A failed round
+	// proves nothing against the builder: its verified claims still count.
+	Unavailable  bool       `json:"unavailable"`
+	Failures     int        `json:"failures"`
+	FailingSince *time.Time `json:"failing_since,omitempty"`
+	// StaleView is set when the last round was shown an older checkpoint
+	// than the one verified (a stale mirror or cache, or a replay); the
+	// newer one is kept.
+	StaleView bool `json:"stale_view"`
 }
 
 // Build walks the index r and reports on it under policy p.
@@ -250,6 +260,13 @@ func Build(r Reader, p *verdict.Policy, opt Options) (*Report, error) {
 		}
 		if !s.Health.OK.IsZero() {
 			l.Age = now.Sub(s.Health.OK).Seconds()
+		}
+		if h := s.Health; h.Unavailable() && !s.Compromised {
+			l.Unavailable, l.Failures, l.StaleView = true, h.Failures, h.Stale
+			if !h.FailingSince.IsZero() {
+				since := h.FailingSince
+				l.FailingSince = &since
+			}
 		}
 		rep.Logs = append(rep.Logs, l)
 		rep.Builders = append(rep.Builders, Builder{Name: s.Name, Entries: s.Synced, Compromised: s.Compromised})

@@ -249,8 +249,13 @@ func TestReportFourBuilders(t *testing.T) {
 	if l := logs["alice"]; l.TreeSize != 9 || l.Indexed != 9 || l.Lag != 0 || l.Age != 90 || l.Error != "" {
 		t.Errorf("alice's log %+v", l)
 	}
-	if l := logs["bob"]; l.Error != "connection refused" || l.Age != -1 || !l.LastChecked.Equal(now.Add(-10*time.Second)) {
+	if l := logs["bob"]; l.Error != "connection refused" || l.Age != -1 || !l.LastChecked.Equal(now.Add(-10*time.Second)) ||
+		!l.Unavailable || l.Failures != 1 || l.FailingSince == nil || !l.FailingSince.Equal(now.Add(-10*time.Second)) || l.StaleView || logs["alice"].Unavailable {
 		t.Errorf("bob's log %+v", l)
+	}
+	var text strings.Builder
+	if err := rep.WriteText(&text); err != nil || !strings.Contains(text.String(), "UNAVAILABLE (1 round since") {
+		t.Errorf("the text report does not show bob unavailable (%v):\n%s", err, text.String())
 	}
 	if l := logs["carol"]; l.TreeSize != 10 || l.Indexed != 7 || l.Lag != 3 {
 		t.Errorf("carol's log %+v", l)
@@ -279,7 +284,7 @@ func assertMatchesDecide(t *testing.T, w *world, rep *Report) {
 
 func TestReportAfterEvidence(t *testing.T) {
 	w := fourBuilders(t)
-	if err := w.x.AddEvidence(w.ids["dave"], &index.Evidence{Kind: index.EvidenceRollback, Summary: "rolled back"}); err != nil {
+	if err := w.x.AddEvidence(w.ids["dave"], &index.Evidence{Kind: index.EvidenceSplitView, Summary: "two trees of one size"}); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := Build(w.x, w.policy, Options{AllSubjects: true, ListLimit: 1})

@@ -85,6 +85,11 @@ func (r *Report) WriteText(w io.Writer) error {
 		switch {
 		case l.Compromised:
 			status = "COMPROMISED: its claims count for nothing"
+		case l.Unavailable:
+			status = "UNAVAILABLE" + failingFor(l) + ", its verified claims still count: " + l.Error
+			if l.StaleView {
+				status = "STALE VIEW" + failingFor(l) + ", the newer checkpoint is kept: " + l.Error
+			}
 		case l.Error != "":
 			status = "last sync failed: " + l.Error
 		case l.TreeSize == 0:
@@ -152,4 +157,16 @@ func (e *errWriter) Write(b []byte) (int, error) {
 	n, err := e.w.Write(b)
 	e.err = err
 	return n, err
+}
+
+// failingFor says for how many rounds, and since when, a log has failed.
+func failingFor(l Log) string {
+	s := fmt.Sprintf(" (%d round", l.Failures)
+	if l.Failures != 1 {
+		s += "s"
+	}
+	if l.FailingSince != nil {
+		s += " since " + l.FailingSince.Format(time.RFC3339)
+	}
+	return s + ")"
 }

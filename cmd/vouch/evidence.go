@@ -71,6 +71,9 @@ func runEvidence(args []string) int {
 			how = "proof"
 		}
 		fmt.Printf("%-4s %s  %-10s %-18s %-8s %s\n", e.ID, e.Time.Format("2006-01-02 15:04:05Z"), e.Builder, e.Kind, how, e.Summary)
+		if r := e.Readmitted; r != nil {
+			fmt.Printf("     re-admitted %s: %s\n", r.Time.Format("2006-01-02 15:04:05Z"), r.Reason)
+		}
 	}
 	fmt.Printf("\nexport one with: vouch evidence export --config %s ID FILE\n", *cfgPath)
 	return 0

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -35,6 +36,12 @@ func runLogVerify(args []string) int {
 	bar.finish()
 	if res != nil && res.Evidence != nil {
 		fmt.Fprintf(os.Stderr, "vouch: log verify: %s is NOT sound: %s: %s\n", fs.Arg(0), res.Evidence.Kind, res.Evidence.Summary)
+		return 1
+	}
+	if errors.Is(err, follow.ErrBadData) {
+		// Proof for nobody else (the path could have altered it), but this
+		// audit was served a log that does not match its own signature.
+		fmt.Fprintf(os.Stderr, "vouch: log verify: %s is NOT sound as served here: %v\n", fs.Arg(0), err)
 		return 1
 	}
 	if err != nil {

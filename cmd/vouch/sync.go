@@ -69,7 +69,7 @@ func runSync(args []string) int {
 			fmt.Fprintf(os.Stderr, "vouch: %s: EVIDENCE %s recorded (%s): %s\n  its claims no longer count; see: vouch evidence --config %s\n", r.Builder, r.Evidence.ID, r.Evidence.Kind, r.Evidence.Summary, *cfgPath)
 		case errors.Is(r.Err, follow.ErrCompromised):
 			failed++
-			fmt.Fprintf(os.Stderr, "vouch: %s: skipped, its log is marked compromised (vouch evidence --config %s)\n", r.Builder, *cfgPath)
+			fmt.Fprintf(os.Stderr, "vouch: %s: skipped, its log is marked compromised (vouch evidence --config %s; vouch builder readmit re-admits it deliberately)\n", r.Builder, *cfgPath)
 		case r.Err != nil:
 			failed++
 			fmt.Fprintf(os.Stderr, "vouch: %s: sync failed: %v\n", r.Builder, r.Err)

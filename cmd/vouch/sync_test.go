@@ -139,29 +139,30 @@ func TestEvidenceExportAndVerifyCommands(t *testing.T) {
 	if code, _ := capture(t, "sync", "--config", cfg); code != 0 {
 		t.Fatalf("first sync: exit %d", code)
 	}
-	// erin's key signs a checkpoint of the empty tree: a rollback from 10.
+	// erin's key signs a checkpoint of 5 entries whose root is not that of
+	// the first 5 of the 10 verified: a fork, proven by the two checkpoints.
 	cp := filepath.Join(tiles, "checkpoint")
 	priv := filepath.Join(filepath.Dir(filepath.Dir(tiles)), "keys", "erin.key")
 	id, err := keys.LoadIdentity(priv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	empty := signCheckpoint(t, id, 0)
-	if err := os.WriteFile(cp, empty, 0o644); err != nil {
+	forked := signCheckpoint(t, id, 5)
+	if err := os.WriteFile(cp, forked, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if code, _ := capture(t, "sync", "--config", cfg); code != 1 {
-		t.Fatalf("sync of a rolled-back log: exit %d, want 1", code)
+		t.Fatalf("sync of a forked log: exit %d, want 1", code)
 	}
 	code, out := capture(t, "evidence", "--config", cfg)
-	if code != 0 || !strings.Contains(out, "rollback") {
+	if code != 0 || !strings.Contains(out, "fork") {
 		t.Fatalf("evidence: %d %q", code, out)
 	}
 	file := filepath.Join(dir, "ev.json")
 	if code, _ := capture(t, "evidence", "export", "--config", cfg, "1", file); code != 0 {
 		t.Fatalf("export: exit %d", code)
 	}
-	if code, out := capture(t, "evidence", "verify", file, vkey); code != 0 || !strings.Contains(out, "rollback") {
+	if code, out := capture(t, "evidence", "verify", file, vkey); code != 0 || !strings.Contains(out, "fork") {
 		t.Fatalf("verify: %d %q", code, out)
 	}
 }
