@@ -7,9 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/vouch-dev/vouch/config"
 	"github.com/vouch-dev/vouch/keys"
 	"github.com/vouch-dev/vouch/oci"
+	"github.com/vouch-dev/vouch/query"
 	"github.com/vouch-dev/vouch/submit"
 	"github.com/vouch-dev/vouch/verdict"
 )
@@ -174,33 +173,24 @@ func orMissing(err error, missing string) error {
 }
 
 // verifierFor builds the verifier a config describes. Votes come from the
-// follower index; when a running node holds that index open, from the
-// node's /api/verdict (the same index, decided under the node's config).
-// Without any index it verifies from the registry alone, unless
-// requireLogs.
+// follower index, or from the node that provably holds it under this
+// config's policy (package query). Without any index it verifies from the
+// registry alone, unless requireLogs.
 func verifierFor(cfg *config.Config, reg *oci.Registry, requireLogs bool) (*oci.Verifier, func() error, string, error) {
 	policy, err := verdict.NewPolicy(cfg)
 	if err != nil {
 		return nil, nil, "", err
 	}
 	v := oci.NewVerifier(reg, policy, oci.VerifierKeys(cfg), nil)
-	src, closeSource, err := openSource(cfg)
+	src, err := query.Open(cfg)
 	switch {
 	case err == nil:
-		v.Logs = src
-		return v, closeSource, "", nil
-	case exists(filepath.Join(cfg.State, "index.db")):
-		// The index exists but could not be opened: a node holds it. Never
-		// fall back to the registry here; if the node does not answer
-		// either, verification fails.
-		v.LogVerdict = func(subject string) (verdict.Verdict, error) {
-			vd, askErr := askNode[verdict.Verdict](cfg, verdict.HTTPPath, url.Values{"kind": {string(claim.KindOCI)}, "subject": {subject}})
-			if askErr != nil {
-				return vd, fmt.Errorf("%v; nor did a running node answer: %v", err, askErr)
-			}
-			return vd, nil
-		}
-		return v, func() error { return nil }, fmt.Sprintf("the index is in use; the logs' verdicts are those of the node at %s", cfg.Listen), nil
+		v.LogVerdict = func(subject string) (verdict.Verdict, error) { return src.Verdict(claim.KindOCI, subject) }
+		return v, src.Close, src.Origin(), nil
+	case !errors.Is(err, query.ErrNoIndex):
+		// The index exists but neither it nor a node provably serving it
+		// under this policy can answer: never fall back to the registry.
+		return nil, nil, "", err
 	case requireLogs:
 		return nil, nil, "", fmt.Errorf("--require-logs: %w", err)
 	}
