@@ -146,8 +146,3 @@ func printVerdict(w io.Writer, v verdict.Verdict) {
 	list("silent:", v.Silent)
 	list("compromised:", v.Compromised)
 }
-
-func exists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
-}
