@@ -547,6 +547,7 @@ func (s *logSyncer) fetchBatch(ctx context.Context, cp *index.Checkpoint, from, 
 		path    string
 		data    []byte
 		entries [][]byte
+		full    bool // the full bundle, read in place of a partial one
 		err     error
 	}
 	var bundles []*bundle
@@ -561,7 +562,7 @@ func (s *logSyncer) fetchBatch(ctx context.Context, cp *index.Checkpoint, from, 
 			defer func() { <-sem }()
 			w := int(min(256, cp.Size-b.n*256))
 			pathFor := func(p uint8) string { return layout.EntriesPath(b.n, p) }
-			b.data, b.path, _, b.err = s.fetch.getPartial(ctx, pathFor, w, maxBundleSize)
+			b.data, b.path, b.full, b.err = s.fetch.getPartial(ctx, pathFor, w, maxBundleSize)
 		})
 	}
 	wg.Wait()
@@ -576,6 +577,12 @@ func (s *logSyncer) fetchBatch(ctx context.Context, cp *index.Checkpoint, from, 
 		lo, hi := max(from, first), min(to, first+256)
 		if err == nil && uint64(len(entries)) < hi-first {
 			err = fmt.Errorf("%w: %d entries, the signed tree has %d in it", ErrBundle, len(entries), hi-first)
+		}
+		// A partial bundle holds exactly the entries the tree has there;
+		// tlog-tiles asks clients to treat more as an error, not to ignore
+		// the surplus (only a full bundle read in its place may hold more).
+		if err == nil && !b.full && uint64(len(entries)) > hi-first {
+			err = fmt.Errorf("%w: %d entries in a partial bundle of width %d, more than the signed tree holds", ErrBundle, len(entries), hi-first)
 		}
 		if err != nil {
 			return nil, s.evidence(index.EvidenceBadEntry,
