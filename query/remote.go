@@ -147,7 +147,7 @@ func (r *remote) EvidenceByID(id string) (*index.Evidence, error) {
 }
 
 func (r *remote) Origin() string {
-	return fmt.Sprintf("the index is held by the node at %s (pid %d), which serves this state under this policy: these are its answers", r.info.Listen, r.info.PID)
+	return fmt.Sprintf("the index is in use by the node at %s (pid %d), which serves this state under this policy: these are its answers", r.info.Listen, r.info.PID)
 }
 
 func (r *remote) Close() error { return nil }

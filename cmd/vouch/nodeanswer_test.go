@@ -127,7 +127,7 @@ func TestVerdictOnlyFromThisConfigsNode(t *testing.T) {
 	lenientNode := startServe(t, "--config", lenient)
 	waitTrusted(lenient, aliceOnly) // the node for this config answers
 	code, out, stderr := runVouch(t, "verdict", "--config", lenient, aliceOnly)
-	if code != 0 || !strings.Contains(out, "trusted:") || !strings.Contains(stderr, "held by the node at "+listen) {
+	if code != 0 || !strings.Contains(out, "trusted:") || !strings.Contains(stderr, "in use by the node at "+listen) {
 		t.Fatalf("verdict from the lenient node: exit %d\n%s%s", code, out, stderr)
 	}
 
@@ -187,7 +187,7 @@ func TestVerdictOnlyFromThisConfigsNode(t *testing.T) {
 	splitView.Store(true)
 	waitTrusted(strict, agreed)
 	code, out, stderr = runVouch(t, "verdict", "--config", strict, aliceOnly)
-	if code != 1 || !strings.Contains(out, "insufficient") || !strings.Contains(stderr, "held by the node at "+listen) {
+	if code != 1 || !strings.Contains(out, "insufficient") || !strings.Contains(stderr, "in use by the node at "+listen) {
 		t.Fatalf("verdict --config strict from its own node: exit %d (want 1, insufficient)\n%s%s", code, out, stderr)
 	}
 	if code, out, stderr := runVouch(t, "report", "--config", strict); code != 0 || !strings.Contains(out, "trusted") {
