@@ -36,10 +36,12 @@ The pin is only ever replaced by a checkpoint proven to extend it.
 
 What it can and cannot see: only its own view of the log, when it runs.
 A log can show other users another history of their own (a split view
-across users); that shows only when pins are compared between monitors
-(a pin is a plain signed checkpoint) or with witnesses that cosign
+across users); that shows only when views are compared — a pin is a plain
+signed checkpoint, so '--since THEIR.pin' checks that the log you see
+extends what another monitor saw — or with witnesses that cosign
 consistent checkpoints only (quorum.witnesses for followers). A fork that
-returns to the known history between two runs is not seen either.
+returns to the known history between two runs is not seen either. Each
+run downloads and checks the whole log again.
 
 Exit status: 0 sound (and extends the pin), 1 not sound (evidence
 written), 3 could not audit (unreachable, bad signature, bad pin file).
