@@ -34,9 +34,10 @@
 // rewrites, truncates or forks the history this monitor was shown before.
 // It cannot see a split view shown to someone else: a log can show each
 // monitor a consistent history of its own. Catching that needs comparing
-// checkpoints between monitors (their pinned files are plain signed
-// checkpoints, exchangeable as they are) or witnesses that cosign only
-// consistent checkpoints (config quorum.witnesses). Between two checks, a
+// views — a pin is a plain signed checkpoint, so checking the log against
+// another monitor's pin tells whether what this monitor sees extends what
+// that one saw — or witnesses that cosign only consistent checkpoints
+// (config quorum.witnesses). Between two checks, a
 // log may also fork and then return to the history the monitor knows; only
 // followers and witnesses that looked in between can see that.
 package logmonitor
