@@ -108,7 +108,7 @@ func Open(cfg *config.Config) (Source, error) {
 	if remoteErr == nil {
 		return nil, fmt.Errorf("%v; no node recorded in %s answers for this state, so nothing else is asked", localErr, NodeFile(cfg.State))
 	}
-	return nil, fmt.Errorf("%v; and the node that serves this state cannot answer for this config: %v", localErr, remoteErr)
+	return nil, fmt.Errorf("%v; reading the index directly failed too: %v", remoteErr, localErr)
 }
 
 func exists(path string) bool {
