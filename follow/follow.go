@@ -592,6 +592,7 @@ func (s *logSyncer) fetchBatch(ctx context.Context, cp *index.Checkpoint, from, 
 		path    string
 		data    []byte
 		entries [][]byte
+		full    bool // the full bundle, read in place of a partial one
 		err     error
 	}
 	var bundles []*bundle
@@ -606,7 +607,7 @@ func (s *logSyncer) fetchBatch(ctx context.Context, cp *index.Checkpoint, from, 
 			defer func() { <-sem }()
 			w := int(min(256, cp.Size-b.n*256))
 			pathFor := func(p uint8) string { return layout.EntriesPath(b.n, p) }
-			b.data, b.path, _, b.err = s.fetch.getPartial(ctx, pathFor, w, maxBundleSize)
+			b.data, b.path, b.full, b.err = s.fetch.getPartial(ctx, pathFor, w, maxBundleSize)
 		})
 	}
 	wg.Wait()
@@ -621,6 +622,12 @@ func (s *logSyncer) fetchBatch(ctx context.Context, cp *index.Checkpoint, from, 
 		lo, hi := max(from, first), min(to, first+256)
 		if err == nil && uint64(len(entries)) < hi-first {
 			err = fmt.Errorf("%w: %d entries, the signed tree has %d in it", ErrBundle, len(entries), hi-first)
+		}
+		// A partial bundle holds exactly the entries the tree has there;
+		// tlog-tiles asks clients to treat more as an error, not to ignore
+		// the surplus (only a full bundle read in its place may hold more).
+		if err == nil && !b.full && uint64(len(entries)) > hi-first {
+			err = fmt.Errorf("%w: %d entries in a partial bundle of width %d, more than the signed tree holds", ErrBundle, len(entries), hi-first)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: entry bundle %s cannot hold the entries of the signed tree of size %d: %v; discarded, retrying", ErrBadData, b.path, cp.Size, err)

@@ -35,7 +35,7 @@ import (
 	"github.com/vouch-dev/vouch/index"
 	"github.com/vouch-dev/vouch/keys"
 	"github.com/vouch-dev/vouch/nixstore"
-	"github.com/vouch-dev/vouch/report"
+	"github.com/vouch-dev/vouch/query"
 	"github.com/vouch-dev/vouch/submit"
 	"github.com/vouch-dev/vouch/substituter"
 	"github.com/vouch-dev/vouch/verdict"
@@ -56,6 +56,9 @@ type Node struct {
 	substituter *substituter.Server
 	// metrics gathers every role's Prometheus metrics, served at /metrics.
 	metrics *prometheus.Registry
+	// info is what STATE/node.json records, so that local commands can
+	// ask this node, and check it is this node, while it holds the index.
+	info *query.NodeInfo
 
 	// Ready, if set, is called once the node listens, with the HTTP address.
 	Ready func(addr string)
@@ -67,7 +70,11 @@ func New(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory %s: %w", cfg.State, err)
 	}
-	n := &Node{cfg: cfg, logger: logger, mux: http.NewServeMux(), metrics: prometheus.NewRegistry()}
+	info, err := query.NewNodeInfo(cfg)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, logger: logger, mux: http.NewServeMux(), metrics: prometheus.NewRegistry(), info: info}
 	n.mux.Handle("/metrics", promhttp.HandlerFor(n.metrics, promhttp.HandlerOpts{}))
 	if cfg.Key != "" {
 		id, err := keys.LoadIdentity(cfg.Key)
@@ -81,20 +88,6 @@ func New(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 
 // Identity is the builder identity, or nil when the log role is off.
 func (n *Node) Identity() *keys.Identity { return n.identity }
-
-// AddrFile is where a running node records the address it listens on.
-func AddrFile(state string) string { return filepath.Join(state, "listen.addr") }
-
-// RunningAddr returns the address a node running on state listens on, if
-// one recorded it.
-func RunningAddr(state string) (string, bool) {
-	b, err := os.ReadFile(AddrFile(state))
-	if err != nil {
-		return "", false
-	}
-	a := strings.TrimSpace(string(b))
-	return a, a != ""
-}
 
 // SpoolDir is where `vouch hook` queues post-build events for this node.
 func SpoolDir(state string) string { return filepath.Join(state, "spool") }
@@ -164,6 +157,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (set --listen to a free address)", n.cfg.Listen, err)
 	}
+	n.info.Listen = ln.Addr().String() // the configured address may be ":0"
 	srv := &http.Server{Handler: n.mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	run("http", func(ctx context.Context) error {
 		go func() {
@@ -179,12 +173,12 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	n.logger.Info("listening", "addr", ln.Addr().String())
 	// Tell local commands (vouch verdict, report …) where to ask while this
-	// node holds the index: the configured address may be ":0".
-	addrFile := AddrFile(n.cfg.State)
-	if err := os.WriteFile(addrFile, []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
-		n.logger.Warn("cannot record the listen address", "file", addrFile, "err", err)
+	// node holds the index, and how to know it is this node.
+	if remove, err := query.WriteNodeFile(n.cfg.State, n.info); err != nil {
+		n.logger.Warn("cannot record this node in its state directory; local commands will not ask it", "file", query.NodeFile(n.cfg.State), "err", err)
+	} else {
+		defer remove()
 	}
-	defer os.Remove(addrFile)
 	if n.Ready != nil {
 		n.Ready(ln.Addr().String())
 	}
@@ -248,9 +242,9 @@ func (n *Node) startFollowRole(ctx context.Context, run func(string, func(contex
 		return err
 	}
 	n.policy = policy
-	// `vouch verdict` and `vouch report` ask these while the node holds the index.
-	n.mux.Handle(verdict.HTTPPath, verdict.Handler(policy, idx))
-	n.mux.Handle(report.HTTPPath, report.Handler(policy, idx))
+	// `vouch verdict`, `report`, `evidence`, `verify oci` and `promote` ask
+	// these while the node holds the index (package query).
+	query.Routes(n.mux, n.info, policy, idx)
 	// The summary behind the dashboard also counts outvoted builders for
 	// /metrics and the log, so it runs whether or not the pages are served.
 	h, err := dashboard.New(dashboard.Options{Index: idx, Policy: policy, Config: n.cfg, Logger: n.logger.With("role", "dashboard"), Registerer: n.metrics})

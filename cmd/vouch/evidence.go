@@ -10,6 +10,7 @@ import (
 	"github.com/vouch-dev/vouch/follow"
 	"github.com/vouch-dev/vouch/index"
 	"github.com/vouch-dev/vouch/keys"
+	"github.com/vouch-dev/vouch/query"
 )
 
 func init() {
@@ -18,16 +19,21 @@ func init() {
 	register(command{name: "evidence verify", summary: "check an evidence file with only the builder's public key", run: runEvidenceVerify})
 }
 
-func openIndexFromConfig(path string) (*index.Index, int) {
+// openEvidence opens the evidence of the state a config names: from its
+// index, or from the node that holds it (package query).
+func openEvidence(path string) (query.Source, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
-		return nil, fail("%v", err)
+		return nil, err
 	}
-	idx, err := follow.OpenIndex(cfg)
+	src, err := query.Open(cfg)
 	if err != nil {
-		return nil, fail("%v", err)
+		return nil, err
 	}
-	return idx, 0
+	if o := src.Origin(); o != "" {
+		fmt.Fprintf(os.Stderr, "vouch: %s\n", o)
+	}
+	return src, nil
 }
 
 func runEvidence(args []string) int {
@@ -41,12 +47,12 @@ func runEvidence(args []string) int {
 		fs.Usage()
 		return 2
 	}
-	idx, rc := openIndexFromConfig(*cfgPath)
-	if idx == nil {
-		return rc
+	src, err := openEvidence(*cfgPath)
+	if err != nil {
+		return fail("evidence: %v", err)
 	}
-	defer idx.Close()
-	evs, err := idx.Evidence()
+	defer src.Close()
+	evs, err := src.Evidence()
 	if err != nil {
 		return fail("evidence: %v", err)
 	}
@@ -89,12 +95,12 @@ func runEvidenceExport(args []string) int {
 		fs.Usage()
 		return 2
 	}
-	idx, rc := openIndexFromConfig(*cfgPath)
-	if idx == nil {
-		return rc
+	src, err := openEvidence(*cfgPath)
+	if err != nil {
+		return fail("evidence export: %v", err)
 	}
-	defer idx.Close()
-	e, err := idx.EvidenceByID(fs.Arg(0))
+	defer src.Close()
+	e, err := src.EvidenceByID(fs.Arg(0))
 	if err != nil {
 		return fail("evidence export: %v", err)
 	}

@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -19,9 +17,9 @@ import (
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/config"
 	"github.com/vouch-dev/vouch/follow"
-	"github.com/vouch-dev/vouch/index"
 	"github.com/vouch-dev/vouch/keys"
 	"github.com/vouch-dev/vouch/oci"
+	"github.com/vouch-dev/vouch/query"
 	"github.com/vouch-dev/vouch/report"
 	"github.com/vouch-dev/vouch/submit"
 	"github.com/vouch-dev/vouch/verdict"
@@ -183,37 +181,38 @@ func orMissing(err error, missing string) error {
 }
 
 // verifierFor builds the verifier a config describes. Votes come from the
-// follower index; when a running node holds that index open, from the
-// node's /api/verdict (the same index, decided under the node's config).
-// Without any index it verifies from the registry alone, unless
-// requireLogs.
+// follower index, or from the node that provably holds it under this
+// config's policy (package query). Without any index it verifies from the
+// registry alone, unless requireLogs.
 func verifierFor(cfg *config.Config, reg *oci.Registry, requireLogs bool) (*oci.Verifier, func() error, string, error) {
+	v, src, origin, err := verifierWithSource(cfg, reg, requireLogs)
+	if err != nil || src == nil {
+		return v, func() error { return nil }, origin, err
+	}
+	return v, src.Close, origin, nil
+}
+
+// verifierWithSource is verifierFor that also returns where the votes
+// come from (nil in registry-only mode).
+func verifierWithSource(cfg *config.Config, reg *oci.Registry, requireLogs bool) (*oci.Verifier, query.Source, string, error) {
 	policy, err := verdict.NewPolicy(cfg)
 	if err != nil {
 		return nil, nil, "", err
 	}
 	v := oci.NewVerifier(reg, policy, oci.VerifierKeys(cfg), nil)
-	src, closeSource, err := openSource(cfg)
+	src, err := query.Open(cfg)
 	switch {
 	case err == nil:
-		v.Logs = src
-		return v, closeSource, "", nil
-	case exists(filepath.Join(cfg.State, "index.db")):
-		// The index exists but could not be opened: a node holds it. Never
-		// fall back to the registry here; if the node does not answer
-		// either, verification fails.
-		v.LogVerdict = func(subject string) (verdict.Verdict, error) {
-			vd, askErr := askNode[verdict.Verdict](cfg, verdict.HTTPPath, url.Values{"kind": {string(claim.KindOCI)}, "subject": {subject}})
-			if askErr != nil {
-				return vd, fmt.Errorf("%v; nor did a running node answer: %v", err, askErr)
-			}
-			return vd, nil
-		}
-		return v, func() error { return nil }, fmt.Sprintf("the index is in use; the logs' verdicts are those of the node at %s", cfg.Listen), nil
+		v.LogVerdict = func(subject string) (verdict.Verdict, error) { return src.Verdict(claim.KindOCI, subject) }
+		return v, src, src.Origin(), nil
+	case !errors.Is(err, query.ErrNoIndex):
+		// The index exists but neither it nor a node provably serving it
+		// under this policy can answer: never fall back to the registry.
+		return nil, nil, "", err
 	case requireLogs:
 		return nil, nil, "", fmt.Errorf("%w (--registry-only gives the registry's view instead, which no policy can rest on)", err)
 	}
-	return v, func() error { return nil }, fmt.Sprintf("REGISTRY ONLY: the builders' logs were not consulted (%v); a builder's registry attestation is not checked against its log", err), nil
+	return v, nil, fmt.Sprintf("REGISTRY ONLY: the builders' logs were not consulted (%v); a builder's registry attestation is not checked against its log", err), nil
 }
 
 func runVerifyOCI(args []string) int {
@@ -399,7 +398,7 @@ func gateFor(cfg *config.Config, reg *oci.Registry) (*oci.Verifier, func() error
 	if len(cfg.Builders) == 0 {
 		return nil, nil, nil, "", fmt.Errorf("%s lists no [[builder]]: there is no quorum to promote on", cfg.Path)
 	}
-	if !exists(filepath.Join(cfg.State, "index.db")) {
+	if _, err := os.Stat(query.IndexPath(cfg.State)); errors.Is(err, os.ErrNotExist) {
 		if err := os.MkdirAll(cfg.State, 0o700); err != nil {
 			return nil, nil, nil, "", err
 		}
@@ -411,11 +410,12 @@ func gateFor(cfg *config.Config, reg *oci.Registry) (*oci.Verifier, func() error
 			return nil, nil, nil, "", err
 		}
 	}
-	v, closeSource, warning, err := verifierFor(cfg, reg, true)
+	v, src, warning, err := verifierWithSource(cfg, reg, true)
 	if err != nil {
 		return nil, nil, nil, "", err
 	}
-	if x, ok := v.Logs.(*index.Index); ok {
+	closeSource := src.Close
+	if x := query.LocalIndex(src); x != nil {
 		freshen := func(ctx context.Context) (oci.Freshness, error) {
 			fr, results, err := oci.SyncLogs(ctx, cfg, x, follow.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			for _, r := range results {
@@ -428,7 +428,7 @@ func gateFor(cfg *config.Config, reg *oci.Registry) (*oci.Verifier, func() error
 		return v, closeSource, freshen, warning, nil
 	}
 	freshen := func(context.Context) (oci.Freshness, error) {
-		rep, err := askNode[report.Report](cfg, report.HTTPPath, url.Values{"limit": {"0"}})
+		rep, err := src.Report(report.Options{ListLimit: 1})
 		if err != nil {
 			return oci.Freshness{}, fmt.Errorf("asking the node how current its logs are: %w", err)
 		}

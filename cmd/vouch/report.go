@@ -3,32 +3,15 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
-	"strconv"
 
 	"github.com/vouch-dev/vouch/config"
+	"github.com/vouch-dev/vouch/query"
 	"github.com/vouch-dev/vouch/report"
-	"github.com/vouch-dev/vouch/verdict"
 )
 
 func init() {
 	register(command{name: "report", summary: "reproducibility report: agreement between builders, disagreements, log health", run: runReport})
-}
-
-// openReportIndex opens the follower's index a node's config names, for a
-// report. It returns the index and a function that closes it.
-var openReportIndex = func(cfg *config.Config) (report.Reader, func() error, error) {
-	src, closeIndex, err := openSource(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	r, ok := src.(report.Reader)
-	if !ok {
-		closeIndex()
-		return nil, nil, errNoIndex
-	}
-	return r, closeIndex, nil
 }
 
 func runReport(args []string) int {
@@ -48,25 +31,17 @@ func runReport(args []string) int {
 	if err != nil {
 		return fail("report: %v", err)
 	}
-	policy, err := verdict.NewPolicy(cfg)
+	src, err := query.Open(cfg)
 	if err != nil {
 		return fail("report: %v", err)
 	}
-	var rep *report.Report
-	if idx, closeIndex, openErr := openReportIndex(cfg); openErr == nil {
-		defer closeIndex()
-		if rep, err = report.Build(idx, policy, report.Options{ListLimit: *limit, AllSubjects: *all}); err != nil {
-			return fail("%v", err)
-		}
-	} else {
-		// A running node holds the index open: ask it over loopback.
-		query := url.Values{"limit": {strconv.Itoa(*limit)}, "all": {strconv.FormatBool(*all)}}
-		fromNode, askErr := askNode[report.Report](cfg, report.HTTPPath, query)
-		if askErr != nil {
-			return fail("report: %v; nor did a running node answer: %v", openErr, askErr)
-		}
-		rep = &fromNode
-		fmt.Fprintf(os.Stderr, "vouch: the index is in use; this is the report of the node at %s\n", cfg.Listen)
+	defer src.Close()
+	rep, err := src.Report(report.Options{ListLimit: *limit, AllSubjects: *all})
+	if err != nil {
+		return fail("report: %v", err)
+	}
+	if o := src.Origin(); o != "" {
+		fmt.Fprintf(os.Stderr, "vouch: %s\n", o)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)

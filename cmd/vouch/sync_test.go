@@ -26,19 +26,35 @@ import (
 func servedBuildLog(t *testing.T, name string, n int) (url, vkey, tiles string) {
 	dir := t.TempDir()
 	id, _ := keytest.Identity(t, filepath.Join(dir, "keys"), name)
-	ctx := context.Background()
-	l, err := buildlog.Open(ctx, buildlog.Options{Dir: filepath.Join(dir, "log"), Identity: id, CheckpointInterval: 100 * time.Millisecond})
+	l, url := serveLog(t, id, filepath.Join(dir, "log"))
+	addClaims(t, l, 0, n, 0)
+	return url, id.VerifierKey, l.TilesDir()
+}
+
+// serveLog opens a log signed by id in dir and serves it at URL/log/.
+func serveLog(t *testing.T, id *keys.Identity, dir string) (*buildlog.Log, string) {
+	l, err := buildlog.Open(context.Background(), buildlog.Options{Dir: dir, Identity: id, CheckpointInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
+	srv := httptest.NewServer(http.StripPrefix("/log", buildlog.Handler(l.TilesDir())))
+	t.Cleanup(srv.Close)
+	return l, srv.URL + "/log/"
+}
+
+// addClaims adds the claims from..from+n-1 (their digests offset by
+// variant, so another variant gives another history) and waits until the
+// log publishes a checkpoint of size from+n.
+func addClaims(t *testing.T, l *buildlog.Log, from, n, variant int) {
+	ctx := context.Background()
 	// Submit concurrently, as many builds would: each Add waits for its
 	// batch to be integrated.
 	errs := make(chan error, n)
-	for i := 0; i < n; i++ {
+	for i := from; i < from+n; i++ {
 		go func() {
 			c := &claim.Claim{Kind: claim.KindOCI, Subject: fmt.Sprintf("github.com/x/y@%040d#img?system=x86_64-linux", i),
-				Digest: fmt.Sprintf("sha256:%064x", i)}
+				Digest: fmt.Sprintf("sha256:%064x", i+variant)}
 			_, err := l.Add(ctx, c)
 			errs <- err
 		}()
@@ -50,17 +66,14 @@ func servedBuildLog(t *testing.T, name string, n int) (url, vkey, tiles string) 
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		cp, err := l.Checkpoint(ctx)
-		if err == nil && strings.Contains(string(cp), fmt.Sprintf("\n%d\n", n)) {
+		if err == nil && strings.Contains(string(cp), fmt.Sprintf("\n%d\n", from+n)) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no checkpoint of size %d published", n)
+			t.Fatalf("no checkpoint of size %d published", from+n)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	srv := httptest.NewServer(http.StripPrefix("/log", buildlog.Handler(l.TilesDir())))
-	t.Cleanup(srv.Close)
-	return srv.URL + "/log/", id.VerifierKey, l.TilesDir()
 }
 
 // TestSyncEvidenceAndLogVerifyCommands drives vouch sync, vouch evidence

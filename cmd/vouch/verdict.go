@@ -2,44 +2,21 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/config"
-	"github.com/vouch-dev/vouch/follow"
-	"github.com/vouch-dev/vouch/node"
+	"github.com/vouch-dev/vouch/query"
 	"github.com/vouch-dev/vouch/verdict"
 )
 
 func init() {
 	register(command{name: "verdict", summary: "decide whether a store path or subject is trusted (exit 0 only if so)", run: runVerdict})
 }
-
-// openSource opens the follower's index a node's config names (STATE/
-// index.db, written by vouch sync or vouch serve), for reading verdicts. It
-// returns the Source and a function that closes it.
-var openSource = func(cfg *config.Config) (verdict.Source, func() error, error) {
-	// Opening would create an empty index: say what to do instead.
-	if db := filepath.Join(cfg.State, "index.db"); !exists(db) {
-		return nil, nil, fmt.Errorf("no follower index at %s yet: run vouch sync --config %s (or vouch serve) first", db, cfg.Path)
-	}
-	x, err := follow.OpenIndex(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	return x, x.Close, nil
-}
-
-var errNoIndex = errors.New("the verdict source is not a follower index")
 
 func runVerdict(args []string) int {
 	fs := newFlags("verdict", "STOREPATH|SUBJECT")
@@ -61,24 +38,17 @@ func runVerdict(args []string) int {
 	if err != nil {
 		return fail("verdict: %v", err)
 	}
-	policy, err := verdict.NewPolicy(cfg)
+	src, err := query.Open(cfg)
 	if err != nil {
 		return fail("verdict: %v", err)
 	}
-	var v verdict.Verdict
-	if src, closeSource, openErr := openSource(cfg); openErr == nil {
-		defer closeSource()
-		if v, err = policy.Decide(src, kind, subject); err != nil {
-			return fail("verdict: %v", err)
-		}
-	} else {
-		// A running node holds the index open: ask it over loopback. It
-		// answers from the same local index, under its own config.
-		var askErr error
-		if v, askErr = askNode[verdict.Verdict](cfg, verdict.HTTPPath, url.Values{"kind": {string(kind)}, "subject": {subject}}); askErr != nil {
-			return fail("verdict: %v; nor did a running node answer: %v", openErr, askErr)
-		}
-		fmt.Fprintf(os.Stderr, "vouch: the index is in use; this is the verdict of the node at %s\n", cfg.Listen)
+	defer src.Close()
+	v, err := src.Verdict(kind, subject)
+	if err != nil {
+		return fail("verdict: %v", err)
+	}
+	if o := src.Origin(); o != "" {
+		fmt.Fprintf(os.Stderr, "vouch: %s\n", o)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
@@ -175,43 +145,4 @@ func printVerdict(w io.Writer, v verdict.Verdict) {
 	}
 	list("silent:", v.Silent)
 	list("compromised:", v.Compromised)
-}
-
-// askNode GETs path?query from the node listening at cfg.Listen (on
-// loopback when it listens on every address) and decodes its JSON answer
-// into a T.
-func askNode[T any](cfg *config.Config, path string, query url.Values) (T, error) {
-	var out T
-	listen := cfg.Listen
-	if a, ok := node.RunningAddr(cfg.State); ok {
-		listen = a // the address the node actually got, e.g. for --listen :0
-	}
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return out, fmt.Errorf("listen address %q: %w", listen, err)
-	}
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	u := "http://" + net.JoinHostPort(host, port) + path + "?" + query.Encode()
-	client := &http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Get(u)
-	if err != nil {
-		return out, err
-	}
-	defer resp.Body.Close()
-	body := io.LimitReader(resp.Body, 256<<20)
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(body, 1024))
-		return out, fmt.Errorf("GET %s: %s: %s", u, resp.Status, strings.TrimSpace(string(msg)))
-	}
-	if err := json.NewDecoder(body).Decode(&out); err != nil {
-		return out, fmt.Errorf("GET %s: %w", u, err)
-	}
-	return out, nil
-}
-
-func exists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
 }

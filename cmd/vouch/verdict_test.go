@@ -11,6 +11,7 @@ import (
 
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/config"
+	"github.com/vouch-dev/vouch/query"
 )
 
 func TestVerdictSubject(t *testing.T) {
@@ -90,7 +91,7 @@ func TestVerdictWithoutIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := openSource(cfg); err == nil || !strings.Contains(err.Error(), "run vouch sync --config "+cfgPath) {
+	if _, err := query.Open(cfg); err == nil || !strings.Contains(err.Error(), "run vouch sync --config "+cfgPath) {
 		t.Fatalf("got %v, want advice to run vouch sync", err)
 	}
 	if code := dispatch([]string{"verdict", "--config", cfgPath, "/nix/store/0c6kzph7l0dcbfmjap64f0czdafn3b7x-hello"}); code != 1 {
