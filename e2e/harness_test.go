@@ -261,29 +261,38 @@ type pathInfo struct {
 // "sha256:<nix32>" form claims use.
 func nixPathInfo(t testing.TB, store string, paths ...string) map[string]pathInfo {
 	t.Helper()
+	m, err := pathInfos(store, paths...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// pathInfos is nixPathInfo for goroutines other than the test's.
+func pathInfos(store string, paths ...string) (map[string]pathInfo, error) {
 	args := append([]string{"path-info", "--json", "--extra-experimental-features", "nix-command", "--store", store}, paths...)
 	out, err := exec.Command("nix", args...).Output()
 	if err != nil {
-		t.Fatalf("nix %v: %v", args, err)
+		return nil, fmt.Errorf("nix %v: %v", args, err)
 	}
 	var infos []pathInfo
 	if err := json.Unmarshal(out, &infos); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	m := map[string]pathInfo{}
 	for _, pi := range infos {
 		sri, ok := strings.CutPrefix(pi.NarHash, "sha256-")
 		if !ok {
-			t.Fatalf("unexpected narHash %q", pi.NarHash)
+			return nil, fmt.Errorf("unexpected narHash %q", pi.NarHash)
 		}
 		raw, err := base64.StdEncoding.DecodeString(sri)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		pi.NarHash = "sha256:" + nixbase32.EncodeToString(raw)
 		m[pi.Path] = pi
 	}
-	return m
+	return m, nil
 }
 
 // waitForClaims audits the daemon's log until it holds at least n entries
