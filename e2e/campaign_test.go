@@ -75,22 +75,22 @@ var faultKinds = []string{
 // campaignFigures is what the campaign reports.
 type campaignFigures struct {
 	Duration            string         `json:"duration"`
-	Faults              map[string]int `json:"faults"`    // injected, by kind
-	Recovery            map[string]any `json:"recovery"`  // seconds to recover, by kind: median and max
+	Faults              map[string]int `json:"faults"`   // injected, by kind
+	Recovery            map[string]any `json:"recovery"` // seconds to recover, by kind: median and max
 	Unrecovered         int            `json:"unrecovered"`
-	Substitutions       int64          `json:"substitutions"`        // client copies that succeeded
-	SubstitutionFailed  int64          `json:"substitution_failed"`  // client copies that failed (no wrong bytes; Nix refused or vouch 404/502)
-	NARsRelayed         int64          `json:"nars_relayed"`         // complete NAR bodies the tap saw
-	WrongBytes          int64          `json:"wrong_bytes"`          // complete NARs not matching their agreed hash (must be 0)
-	UnagreedServed      int64          `json:"unagreed_served"`      // the non-reproducible path substituted (must be 0)
-	UntrustedUnproven   int64          `json:"untrusted_unproven"`   // agreed path not trusted, no proven evidence (must be 0)
-	VerdictsChecked     int64          `json:"verdicts_checked"`     // answered verdict checks
-	ClaimsAcknowledged  int            `json:"claims_acknowledged"`  // vouch submit exit 0
-	ClaimsLost          int            `json:"claims_lost"`          // acknowledged, not in the log (must be 0)
-	ClaimsDuplicated    int            `json:"claims_duplicated"`    // in the log twice (must be 0)
-	SubmitsRefused      int            `json:"submits_refused"`      // vouch submit non-zero (not acknowledged)
-	DaemonCrashes       int            `json:"daemon_crashes"`       // exits nobody asked for (restarted, as a service manager would)
-	ProvenEvidence      int            `json:"proven_evidence"`      // must be 0: nobody here misbehaves
+	Substitutions       int64          `json:"substitutions"`         // client copies that succeeded
+	SubstitutionFailed  int64          `json:"substitution_failed"`   // client copies that failed (no wrong bytes; Nix refused or vouch 404/502)
+	NARsRelayed         int64          `json:"nars_relayed"`          // complete NAR bodies the tap saw
+	WrongBytes          int64          `json:"wrong_bytes"`           // complete NARs not matching their agreed hash (must be 0)
+	UnagreedServed      int64          `json:"unagreed_served"`       // the non-reproducible path substituted (must be 0)
+	UntrustedUnproven   int64          `json:"untrusted_unproven"`    // agreed path not trusted, no proven evidence (must be 0)
+	VerdictsChecked     int64          `json:"verdicts_checked"`      // answered verdict checks
+	ClaimsAcknowledged  int            `json:"claims_acknowledged"`   // vouch submit exit 0
+	ClaimsLost          int            `json:"claims_lost"`           // acknowledged, not in the log (must be 0)
+	ClaimsDuplicated    int            `json:"claims_duplicated"`     // in the log twice (must be 0)
+	SubmitsRefused      int            `json:"submits_refused"`       // vouch submit non-zero (not acknowledged)
+	DaemonCrashes       int            `json:"daemon_crashes"`        // exits nobody asked for (restarted, as a service manager would)
+	ProvenEvidence      int            `json:"proven_evidence"`       // must be 0: nobody here misbehaves
 	DiskFaultsSupported bool           `json:"disk_faults_supported"` // tmpfs could be mounted
 }
 
