@@ -581,7 +581,7 @@ func (c *campaign) substitute(n int) {
 	}
 	c.fig.Substitutions++
 	if got, err := pathInfos(store, target); err != nil || got[target].NarHash != c.agreed[target].NarHash {
-		c.fig.WrongBytes++
+		atomic.AddInt64(&c.fig.WrongBytes, 1)
 		c.t.Errorf("the client got %s with NAR hash %s (%v), agreed %s", target, got[target].NarHash, err, c.agreed[target].NarHash)
 	}
 }
