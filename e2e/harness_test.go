@@ -29,8 +29,9 @@ import (
 )
 
 var (
-	vouchBin string // the vouch binary under test
-	worldDir string // testdata/world with tools/ filled in
+	nixVersion string // what nix-build --version printed
+	vouchBin   string // the vouch binary under test
+	worldDir   string // testdata/world with tools/ filled in
 )
 
 func TestMain(m *testing.M) {
@@ -38,6 +39,16 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	// VOUCH_E2E_NIX_BIN names a directory of Nix commands to test with
+	// instead of the ones on PATH (scripts/setup-current-nix.sh prints one
+	// for a current Nix).
+	if dir := os.Getenv("VOUCH_E2E_NIX_BIN"); dir != "" {
+		os.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	}
+	if out, err := exec.Command("nix-build", "--version").Output(); err == nil {
+		nixVersion = strings.TrimSpace(string(out))
+		fmt.Println("e2e: testing with", nixVersion)
+	}
 	if _, err := exec.LookPath("nix-build"); err != nil {
 		fmt.Println("e2e: nix-build not on PATH; install nix-bin (.ci/run does)")
 		return 1
@@ -275,9 +286,18 @@ func pathInfos(store string, paths ...string) (map[string]pathInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nix %v: %v", args, err)
 	}
+	// Nix 2.8 prints a list of objects with a "path" field; Nix 2.19 and
+	// later an object keyed by path.
 	var infos []pathInfo
 	if err := json.Unmarshal(out, &infos); err != nil {
-		return nil, err
+		var byPath map[string]pathInfo
+		if err2 := json.Unmarshal(out, &byPath); err2 != nil {
+			return nil, fmt.Errorf("nix path-info --json: %v / %v", err, err2)
+		}
+		for p, pi := range byPath {
+			pi.Path = p
+			infos = append(infos, pi)
+		}
 	}
 	m := map[string]pathInfo{}
 	for _, pi := range infos {
