@@ -29,8 +29,9 @@ import (
 )
 
 var (
-	vouchBin string // the vouch binary under test
-	worldDir string // testdata/world with tools/ filled in
+	nixVersion string // what nix-build --version printed
+	vouchBin   string // the vouch binary under test
+	worldDir   string // testdata/world with tools/ filled in
 )
 
 func TestMain(m *testing.M) {
@@ -38,6 +39,16 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	// VOUCH_E2E_NIX_BIN names a directory of Nix commands to test with
+	// instead of the ones on PATH (scripts/setup-current-nix.sh prints one
+	// for a current Nix).
+	if dir := os.Getenv("VOUCH_E2E_NIX_BIN"); dir != "" {
+		os.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	}
+	if out, err := exec.Command("nix-build", "--version").Output(); err == nil {
+		nixVersion = strings.TrimSpace(string(out))
+		fmt.Println("e2e: testing with", nixVersion)
+	}
 	if _, err := exec.LookPath("nix-build"); err != nil {
 		fmt.Println("e2e: nix-build not on PATH; install nix-bin (.ci/run does)")
 		return 1
@@ -261,29 +272,47 @@ type pathInfo struct {
 // "sha256:<nix32>" form claims use.
 func nixPathInfo(t testing.TB, store string, paths ...string) map[string]pathInfo {
 	t.Helper()
+	m, err := pathInfos(store, paths...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// pathInfos is nixPathInfo for goroutines other than the test's.
+func pathInfos(store string, paths ...string) (map[string]pathInfo, error) {
 	args := append([]string{"path-info", "--json", "--extra-experimental-features", "nix-command", "--store", store}, paths...)
 	out, err := exec.Command("nix", args...).Output()
 	if err != nil {
-		t.Fatalf("nix %v: %v", args, err)
+		return nil, fmt.Errorf("nix %v: %v", args, err)
 	}
+	// Nix 2.8 prints a list of objects with a "path" field; Nix 2.19 and
+	// later an object keyed by path.
 	var infos []pathInfo
 	if err := json.Unmarshal(out, &infos); err != nil {
-		t.Fatal(err)
+		var byPath map[string]pathInfo
+		if err2 := json.Unmarshal(out, &byPath); err2 != nil {
+			return nil, fmt.Errorf("nix path-info --json: %v / %v", err, err2)
+		}
+		for p, pi := range byPath {
+			pi.Path = p
+			infos = append(infos, pi)
+		}
 	}
 	m := map[string]pathInfo{}
 	for _, pi := range infos {
 		sri, ok := strings.CutPrefix(pi.NarHash, "sha256-")
 		if !ok {
-			t.Fatalf("unexpected narHash %q", pi.NarHash)
+			return nil, fmt.Errorf("unexpected narHash %q", pi.NarHash)
 		}
 		raw, err := base64.StdEncoding.DecodeString(sri)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		pi.NarHash = "sha256:" + nixbase32.EncodeToString(raw)
 		m[pi.Path] = pi
 	}
-	return m
+	return m, nil
 }
 
 // waitForClaims audits the daemon's log until it holds at least n entries

@@ -99,16 +99,43 @@ func (s Store) Realisations(ctx context.Context, drvPath string) ([]Realisation,
 	if err := claim.ValidStorePath(drvPath); err != nil || !strings.HasSuffix(drvPath, ".drv") {
 		return nil, fmt.Errorf("nixstore: realisations: %q is not a derivation store path (/nix/store/<hash>-<name>.drv)", drvPath)
 	}
-	out, err := s.run(ctx, "nix", "realisation", "info", "--json",
-		"--extra-experimental-features", "nix-command ca-derivations", drvPath)
+	info := func(installable string) ([]byte, error) {
+		return s.run(ctx, "nix", "realisation", "info", "--json",
+			"--extra-experimental-features", "nix-command ca-derivations", installable)
+	}
+	out, err := info(drvPath)
 	if err != nil {
 		return nil, err
+	}
+	if namesOnlyThePath(out) {
+		// Nix 2.13 and later read a bare .drv path as the file itself
+		// ({"opaquePath": …}); its outputs are "<drv>^*". Nix 2.8 knows no
+		// "^" and answers the bare path with the outputs.
+		if out, err = info(drvPath + "^*"); err != nil {
+			return nil, err
+		}
 	}
 	rs, err := parseRealisations(out)
 	if err != nil {
 		return nil, fmt.Errorf("nixstore: realisations of %s: %w", drvPath, err)
 	}
 	return rs, nil
+}
+
+// namesOnlyThePath reports whether "nix realisation info --json" answered
+// with opaque paths only: the installable was taken as a store path, not as
+// a derivation's outputs.
+func namesOnlyThePath(out []byte) bool {
+	var raw []map[string]json.RawMessage
+	if json.Unmarshal(out, &raw) != nil || len(raw) == 0 {
+		return false
+	}
+	for _, r := range raw {
+		if _, opaque := r["opaquePath"]; !opaque || len(r) != 1 {
+			return false
+		}
+	}
+	return true
 }
 
 // parseRealisations parses the JSON that "nix realisation info --json"

@@ -563,3 +563,22 @@ func TestNixStoreErrors(t *testing.T) {
 		t.Fatal("Outputs of a path that is not a .drv succeeded")
 	}
 }
+
+// TestNamesOnlyThePath: what Nix 2.26 answers for a bare .drv path is told
+// apart from realisations and from an empty answer.
+func TestNamesOnlyThePath(t *testing.T) {
+	for _, tc := range []struct {
+		out  string
+		want bool
+	}{
+		{`[{"opaquePath":"/nix/store/8q0fndxwk4r99gb6aqxybas9m1x3pdfl-ca.drv"}]`, true},
+		{`[{"id":"sha256:` + strings.Repeat("a", 64) + `!out","outPath":"x"}]`, false},
+		{`[]`, false},
+		{`[{"opaquePath":"/nix/store/x","id":"y"}]`, false},
+		{`not json`, false},
+	} {
+		if got := namesOnlyThePath([]byte(tc.out)); got != tc.want {
+			t.Errorf("namesOnlyThePath(%s) = %v, want %v", tc.out, got, tc.want)
+		}
+	}
+}
