@@ -118,8 +118,15 @@ func TestCADerivationSubstitutesOnlyWithQuorumOnItsRealisation(t *testing.T) {
 				if err != nil {
 					t.Fatalf("nix-instantiate -A ca in the client store: %v", err)
 				}
-				info, err := exec.Command("nix", "realisation", "info", "--json", "--store", client,
-					"--extra-experimental-features", "nix-command ca-derivations", strings.TrimSpace(string(drv))).CombinedOutput()
+				realisationInfo := func(installable string) ([]byte, error) {
+					return exec.Command("nix", "realisation", "info", "--json", "--store", client,
+						"--extra-experimental-features", "nix-command ca-derivations", installable).CombinedOutput()
+				}
+				info, err := realisationInfo(strings.TrimSpace(string(drv)))
+				if strings.Contains(string(info), `"opaquePath"`) {
+					// Nix 2.13 and later: a bare .drv is the file; its outputs are drv^*.
+					info, err = realisationInfo(strings.TrimSpace(string(drv)) + "^*")
+				}
 				if err != nil || !strings.Contains(string(info), wantJSON) {
 					t.Fatalf("the client recorded no realisation: %v\n%s", err, info)
 				}
