@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Builds the Debian package (scripts/build-deb.sh), installs it with
+# dpkg -i and checks what it installed: the binary names this commit, the
+# postinst made the vouch user and groups, systemd accepts the units, and a
+# builder runs the way vouch-builder.service runs it (as the vouch user,
+# from the packaged example config) and answers /log/checkpoint with a
+# checkpoint `vouch log verify` accepts. The packaged post-build hook, run as
+# root as Nix runs it, queues its spool entries as the vouch user.
+#
+# There is no systemd as PID 1 in CI containers, so the units are checked
+# with systemd-analyze and their command run by hand, not with systemctl.
+# Needs root (dpkg -i). Leaves the package installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail() { echo "test-deb: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || fail "must run as root (dpkg -i)"
+
+tmp=$(mktemp -d)
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	rm -rf "$tmp" "${ci:-}"
+}
+trap cleanup EXIT
+
+deb=$(bash scripts/build-deb.sh "$tmp/out")
+echo "built $(basename "$deb") ($(du -h "$deb" | cut -f1))"
+again=$(bash scripts/build-deb.sh "$tmp/again")
+if cmp -s "$deb" "$again"; then
+	echo "a second build of the commit is byte-identical: sha256 $(sha256sum "$deb" | cut -c1-16)…"
+else
+	fail "two builds of one commit differ: $(sha256sum "$deb" "$again")"
+fi
+
+DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" >/dev/null
+
+echo "-- binary"
+version=$(vouch version)
+echo "$version"
+rev=$(git rev-parse HEAD)
+case "$version" in
+*"revision $rev"*) ;;
+*) fail "vouch version does not name the packaged commit $rev" ;;
+esac
+[ "$(vouch --version)" = "$version" ] || fail "vouch --version differs from vouch version"
+
+echo "-- user, groups, state directory"
+id vouch
+id -nG vouch | tr ' ' '\n' | grep -qx vouch-submit || fail "vouch is not in vouch-submit"
+[ "$(stat -c '%U:%G %a' /var/lib/vouch)" = "vouch:vouch 750" ] || fail "/var/lib/vouch is $(stat -c '%U:%G %a' /var/lib/vouch)"
+[ "$(getent passwd vouch | cut -d: -f7)" = /usr/sbin/nologin ] || fail "vouch has a login shell"
+DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" >/dev/null # a reinstall must not fail on what exists
+id vouch >/dev/null
+
+echo "-- systemd units"
+units=(/lib/systemd/system/vouch-builder.service /lib/systemd/system/vouch-follower.service /lib/systemd/system/vouch-witness.service)
+systemd-analyze verify "${units[@]}"
+for u in "${units[@]}"; do
+	printf '%s: ' "$(basename "$u")"
+	systemd-analyze security --offline=true --no-pager "$u" 2>/dev/null | tail -1 | sed 's/^→ //'
+done
+
+echo "-- a builder as vouch-builder.service runs it"
+ci=$(runuser -u vouch -- mktemp -d /var/lib/vouch/ci-check.XXXXXX)
+runuser -u vouch -- vouch keygen --name ci-builder --dir "$ci/keys" >/dev/null
+sed -e "s#^key *=.*#key = \"$ci/keys/ci-builder.key\"#" -e 's#^listen *=.*#listen = "127.0.0.1:0"#' \
+	/usr/share/doc/vouch/examples/builder.toml >"$tmp/builder.toml"
+chmod 0644 "$tmp/builder.toml"
+chmod 0755 "$tmp"
+# The unit's command line, as the unit's user (groups from the user database,
+# which the unit's SupplementaryGroups= repeats).
+exec_start=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/vouch-builder.service)
+exec_start=${exec_start//\/etc\/vouch\/builder.toml/$tmp/builder.toml}
+exec_start=${exec_start//%S\/vouch\/builder/$ci/state}
+echo "ExecStart: $exec_start"
+# shellcheck disable=SC2086 # the unit's words, split as systemd splits them
+setpriv --reuid=vouch --regid=vouch --init-groups -- $exec_start >"$tmp/serve.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+	[ -s "$ci/state/listen.addr" ] && break
+	kill -0 "$pid" 2>/dev/null || { cat "$tmp/serve.log"; fail "vouch serve exited"; }
+	sleep 0.1
+done
+addr=$(cat "$ci/state/listen.addr") || { cat "$tmp/serve.log"; fail "vouch serve did not record its address"; }
+checkpoint=$(curl -fsS "http://$addr/log/checkpoint") || { cat "$tmp/serve.log"; fail "GET /log/checkpoint failed"; }
+[ "$(head -1 <<<"$checkpoint")" = ci-builder ] || fail "the checkpoint's origin is not ci-builder: $checkpoint"
+vouch log verify "http://$addr/log/" "$(cat "$ci/keys/ci-builder.vkey")"
+[ "$(stat -c '%U:%G %a' "$ci/state/vouch.sock")" = "vouch:vouch-submit 660" ] ||
+	fail "the submit socket is $(stat -c '%U:%G %a' "$ci/state/vouch.sock"), want vouch:vouch-submit 660"
+echo "serving on $addr as $(ps -o user= -p "$pid"), socket $(stat -c '%U:%G %a' "$ci/state/vouch.sock")"
+
+echo "-- the packaged post-build hook, run as root as Nix runs it"
+hookstate=$ci/hook-state
+runuser -u vouch -- mkdir "$hookstate"
+VOUCH_STATE=$hookstate DRV_PATH=/nix/store/00000000000000000000000000000000-ci.drv OUT_PATHS= \
+	/usr/lib/vouch/nix-post-build-hook 2>"$tmp/hook.err" || fail "the hook failed"
+owners=$(find "$hookstate/spool" -type f -printf '%u:%g\n' | sort -u)
+[ "$owners" = vouch:vouch ] || { cat "$tmp/hook.err"; fail "spool entries are owned by '$owners', want vouch:vouch"; }
+echo "spool entries owned by $owners"
+echo "package checks passed"
