@@ -36,14 +36,14 @@ fi
 DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" >/dev/null
 
 echo "-- binary"
-version=$(vouch version)
+version=$(/usr/bin/vouch version)
 echo "$version"
 rev=$(git rev-parse HEAD)
 case "$version" in
 *"revision $rev"*) ;;
 *) fail "vouch version does not name the packaged commit $rev" ;;
 esac
-[ "$(vouch --version)" = "$version" ] || fail "vouch --version differs from vouch version"
+[ "$(/usr/bin/vouch --version)" = "$version" ] || fail "vouch --version differs from vouch version"
 
 echo "-- user, groups, state directory"
 id vouch
@@ -63,7 +63,7 @@ done
 
 echo "-- a builder as vouch-builder.service runs it"
 ci=$(runuser -u vouch -- mktemp -d /var/lib/vouch/ci-check.XXXXXX)
-runuser -u vouch -- vouch keygen --name ci-builder --dir "$ci/keys" >/dev/null
+runuser -u vouch -- /usr/bin/vouch keygen --name ci-builder --dir "$ci/keys" >/dev/null
 sed -e "s#^key *=.*#key = \"$ci/keys/ci-builder.key\"#" -e 's#^listen *=.*#listen = "127.0.0.1:0"#' \
 	/usr/share/doc/vouch/examples/builder.toml >"$tmp/builder.toml"
 chmod 0644 "$tmp/builder.toml"
@@ -85,7 +85,7 @@ done
 addr=$(cat "$ci/state/listen.addr") || { cat "$tmp/serve.log"; fail "vouch serve did not record its address"; }
 checkpoint=$(curl -fsS "http://$addr/log/checkpoint") || { cat "$tmp/serve.log"; fail "GET /log/checkpoint failed"; }
 [ "$(head -1 <<<"$checkpoint")" = ci-builder ] || fail "the checkpoint's origin is not ci-builder: $checkpoint"
-vouch log verify "http://$addr/log/" "$(cat "$ci/keys/ci-builder.vkey")"
+/usr/bin/vouch log verify "http://$addr/log/" "$(cat "$ci/keys/ci-builder.vkey")"
 [ "$(stat -c '%U:%G %a' "$ci/state/vouch.sock")" = "vouch:vouch-submit 660" ] ||
 	fail "the submit socket is $(stat -c '%U:%G %a' "$ci/state/vouch.sock"), want vouch:vouch-submit 660"
 echo "serving on $addr as $(ps -o user= -p "$pid"), socket $(stat -c '%U:%G %a' "$ci/state/vouch.sock")"
