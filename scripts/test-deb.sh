@@ -18,7 +18,9 @@ fail() { echo "test-deb: $*" >&2; exit 1; }
 
 tmp=$(mktemp -d)
 pid=
+nixd=
 cleanup() {
+	[ -n "$nixd" ] && kill "$nixd" 2>/dev/null
 	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
 	rm -rf "$tmp" "${ci:-}"
 }
@@ -89,6 +91,42 @@ checkpoint=$(curl -fsS "http://$addr/log/checkpoint") || { cat "$tmp/serve.log";
 [ "$(stat -c '%U:%G %a' "$ci/state/vouch.sock")" = "vouch:vouch-submit 660" ] ||
 	fail "the submit socket is $(stat -c '%U:%G %a' "$ci/state/vouch.sock"), want vouch:vouch-submit 660"
 echo "serving on $addr as $(ps -o user= -p "$pid"), socket $(stat -c '%U:%G %a' "$ci/state/vouch.sock")"
+
+echo "-- a Nix build logged through the packaged hook and Nix's daemon"
+# As on a machine with Debian's nix-setup-systemd: nix-daemon (root) with
+# post-build-hook set, a client building through it in the sandbox; the
+# builder (vouch) asks the daemon about the outputs it is told of.
+pgrep -x nix-daemon >/dev/null && fail "a Nix daemon already runs here; this check starts its own, with the packaged hook"
+NIX_CONFIG='post-build-hook = /usr/lib/vouch/nix-post-build-hook' VOUCH_STATE=$ci/state \
+	nix-daemon >"$tmp/nix-daemon.log" 2>&1 &
+nixd=$!
+for _ in $(seq 1 100); do [ -S /nix/var/nix/daemon-socket/socket ] && break; sleep 0.1; done
+mkdir "$tmp/tools"
+cp /bin/busybox "$tmp/tools/busybox"
+ln -s busybox "$tmp/tools/sh"
+cat >"$tmp/built.nix" <<NIX
+let tools = builtins.path { name = "deb-check-tools"; path = $tmp/tools; };
+in derivation {
+  name = "deb-check-$(date +%s%N)";
+  system = builtins.currentSystem;
+  builder = "\${tools}/sh";
+  args = [ "-c" "\${tools}/busybox echo built for the package check > \$out" ];
+}
+NIX
+built=$(NIX_REMOTE=daemon nix-build "$tmp/built.nix" --no-out-link --option substituters "" 2>"$tmp/nix-build.log") ||
+	{ cat "$tmp/nix-build.log" "$tmp/nix-daemon.log"; fail "nix-build through the daemon failed"; }
+size=0
+for _ in $(seq 1 100); do
+	size=$(curl -fsS "http://$addr/log/checkpoint" | sed -n 2p)
+	[ "${size:-0}" -ge 1 ] && break
+	sleep 0.1
+done
+kill "$nixd"
+wait "$nixd" 2>/dev/null || true
+nixd=
+[ "${size:-0}" -ge 1 ] || { cat "$tmp/serve.log" "$tmp/nix-daemon.log"; fail "$built was built but the builder's log is still empty"; }
+/usr/bin/vouch log verify "http://$addr/log/" "$(cat "$ci/keys/ci-builder.vkey")"
+nix-store --delete "$built" >/dev/null 2>&1 || true
 
 echo "-- the packaged post-build hook, run as root as Nix runs it"
 hookstate=$ci/hook-state
