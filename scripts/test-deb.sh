@@ -71,13 +71,22 @@ sed -e "s#^key *=.*#key = \"$ci/keys/ci-builder.key\"#" -e 's#^listen *=.*#liste
 chmod 0644 "$tmp/builder.toml"
 chmod 0755 "$tmp"
 # The unit's command line, as the unit's user (groups from the user database,
-# which the unit's SupplementaryGroups= repeats).
-exec_start=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/vouch-builder.service)
+# which the unit's SupplementaryGroups= repeats) with the environment systemd
+# gives it: its Environment= lines and, for User=, HOME, USER and LOGNAME
+# (Nix's commands, which the builder runs, read HOME).
+unit=/lib/systemd/system/vouch-builder.service
+runuser -u vouch -- mkdir "$ci/cache"
+exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
 exec_start=${exec_start//\/etc\/vouch\/builder.toml/$tmp/builder.toml}
 exec_start=${exec_start//%S\/vouch\/builder/$ci/state}
+unit_env=()
+while read -r e; do unit_env+=("${e//%C\/vouch\/builder/$ci/cache}"); done < <(sed -n 's/^Environment=//p' "$unit")
 echo "ExecStart: $exec_start"
+echo "Environment: ${unit_env[*]}"
 # shellcheck disable=SC2086 # the unit's words, split as systemd splits them
-setpriv --reuid=vouch --regid=vouch --init-groups -- $exec_start >"$tmp/serve.log" 2>&1 &
+setpriv --reuid=vouch --regid=vouch --init-groups -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+	HOME=/var/lib/vouch USER=vouch LOGNAME=vouch SHELL=/usr/sbin/nologin "${unit_env[@]}" \
+	$exec_start >"$tmp/serve.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
 	[ -s "$ci/state/listen.addr" ] && break
