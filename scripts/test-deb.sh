@@ -83,8 +83,14 @@ unit_env=()
 while read -r e; do unit_env+=("${e//%C\/vouch\/builder/$ci/cache}"); done < <(sed -n 's/^Environment=//p' "$unit")
 echo "ExecStart: $exec_start"
 echo "Environment: ${unit_env[*]}"
+# Part of the unit's sandbox, as far as it can be had without systemd: a
+# read-only file system except the state and cache directories and /tmp
+# (ProtectSystem=strict, PrivateTmp=), no new privileges, no capabilities.
 # shellcheck disable=SC2086 # the unit's words, split as systemd splits them
-setpriv --reuid=vouch --regid=vouch --init-groups -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+unshare --mount --propagation private -- sh -c '
+	mount --bind "$1" "$1" && mount --bind /tmp /tmp && mount -o remount,bind,ro / && shift && exec "$@"' - "$ci" \
+	setpriv --reuid=vouch --regid=vouch --init-groups --no-new-privs --bounding-set=-all --inh-caps=-all -- \
+	env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 	HOME=/var/lib/vouch USER=vouch LOGNAME=vouch SHELL=/usr/sbin/nologin "${unit_env[@]}" \
 	$exec_start >"$tmp/serve.log" 2>&1 &
 pid=$!
@@ -99,7 +105,10 @@ checkpoint=$(curl -fsS "http://$addr/log/checkpoint") || { cat "$tmp/serve.log";
 /usr/bin/vouch log verify "http://$addr/log/" "$(cat "$ci/keys/ci-builder.vkey")"
 [ "$(stat -c '%U:%G %a' "$ci/state/vouch.sock")" = "vouch:vouch-submit 660" ] ||
 	fail "the submit socket is $(stat -c '%U:%G %a' "$ci/state/vouch.sock"), want vouch:vouch-submit 660"
-echo "serving on $addr as $(ps -o user= -p "$pid"), socket $(stat -c '%U:%G %a' "$ci/state/vouch.sock")"
+root_mount=$(awk '$5 == "/" {print $6}' "/proc/$pid/mountinfo")
+case "$root_mount" in ro,*) ;; *) fail "the builder's / is mounted $root_mount, want read-only" ;; esac
+grep -q '^NoNewPrivs:[[:space:]]*1' "/proc/$pid/status" || fail "the builder may gain privileges"
+echo "serving on $addr as $(ps -o user= -p "$pid"), / $root_mount, socket $(stat -c '%U:%G %a' "$ci/state/vouch.sock")"
 
 echo "-- a Nix build logged through the packaged hook and Nix's daemon"
 # As on a machine with Debian's nix-setup-systemd: nix-daemon (root) with
