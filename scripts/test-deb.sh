@@ -115,6 +115,7 @@ echo "-- a Nix build logged through the packaged hook and Nix's daemon"
 # post-build-hook set, a client building through it in the sandbox; the
 # builder (vouch) asks the daemon about the outputs it is told of.
 pgrep -x nix-daemon >/dev/null && fail "a Nix daemon already runs here; this check starts its own, with the packaged hook"
+rm -f /nix/var/nix/daemon-socket/socket # a stale one from an earlier daemon
 NIX_CONFIG='post-build-hook = /usr/lib/vouch/nix-post-build-hook' VOUCH_STATE=$ci/state \
 	nix-daemon >"$tmp/nix-daemon.log" 2>&1 &
 nixd=$!
@@ -154,4 +155,26 @@ VOUCH_STATE=$hookstate DRV_PATH=/nix/store/00000000000000000000000000000000-ci.d
 owners=$(find "$hookstate/spool" -type f -printf '%u:%g\n' | sort -u)
 [ "$owners" = vouch:vouch ] || { cat "$tmp/hook.err"; fail "spool entries are owned by '$owners', want vouch:vouch"; }
 echo "spool entries owned by $owners"
+echo "-- the other example configs start a node (with real keys in place of the placeholders)"
+for role in follower witness; do
+	for n in alice bob "$role-key"; do
+		[ -e "$ci/keys/$n.key" ] || runuser -u vouch -- /usr/bin/vouch keygen --name "$n" --dir "$ci/keys" >/dev/null
+	done
+	sed -e "s#alice+1a2b3c4d+AQ…#$(cat "$ci/keys/alice.vkey")#" -e "s#bob+5e6f7a8b+AQ…#$(cat "$ci/keys/bob.vkey")#" \
+		-e "s#/var/lib/vouch/keys/[A-Z]*\.#$ci/keys/$role-key.#" -e "s#^state *=.*#state = \"$ci/$role\"#" \
+		-e 's#^listen *=.*#listen = "127.0.0.1:0"#' "/usr/share/doc/vouch/examples/$role.toml" >"$tmp/$role.toml"
+	chmod 0644 "$tmp/$role.toml"
+	setpriv --reuid=vouch --regid=vouch --init-groups -- /usr/bin/vouch serve --config "$tmp/$role.toml" >"$tmp/$role.log" 2>&1 &
+	rpid=$!
+	started=no
+	for _ in $(seq 1 100); do
+		[ -s "$ci/$role/listen.addr" ] && started=yes && break
+		kill -0 "$rpid" 2>/dev/null || { cat "$tmp/$role.log"; fail "the $role example does not start"; }
+		sleep 0.1
+	done
+	kill "$rpid"
+	wait "$rpid" 2>/dev/null || true
+	[ "$started" = yes ] || { cat "$tmp/$role.log"; fail "the $role example did not start within 10s"; }
+	echo "$role.toml: a node started"
+done
 echo "package checks passed"
