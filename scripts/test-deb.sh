@@ -20,8 +20,8 @@ tmp=$(mktemp -d)
 pid=
 nixd=
 cleanup() {
-	[ -n "$nixd" ] && kill "$nixd" 2>/dev/null
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	if [ -n "$nixd" ]; then kill "$nixd" 2>/dev/null || true; fi
+	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; fi
 	rm -rf "$tmp" "${ci:-}"
 }
 trap cleanup EXIT
