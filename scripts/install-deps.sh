@@ -3,7 +3,8 @@
 # builder), busybox-static (the test world's only tool), Debian's
 # docker-registry (an OCI registry without the referrers API), chromium
 # (the dashboard tests), nginx and wrk (benchmark baselines), curl and
-# systemd (systemd-analyze, for the packaging checks). Then it sets
+# systemd and systemd-container (systemd-analyze and systemd-nspawn, for the
+# packaging checks). Then it sets
 # up Nix's build users as a real Nix installation does (Debian's nix-bin
 # does not; see setup-nix-build-users.sh for exactly what that changes) and
 # checks that Nix builds in its sandbox.
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO=sudo
-pkgs=(nix-bin busybox-static docker-registry chromium nginx-light wrk hyperfine ca-certificates curl systemd)
+pkgs=(nix-bin busybox-static docker-registry chromium nginx-light wrk hyperfine ca-certificates curl systemd systemd-container)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
