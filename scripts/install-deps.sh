@@ -2,12 +2,11 @@
 # Installs the Debian packages vouch's tests use: Nix 2.8 (client and
 # builder), busybox-static (the test world's only tool), Debian's
 # docker-registry (an OCI registry without the referrers API), chromium
-# (the dashboard tests), nginx and wrk (benchmark baselines), curl and
-# systemd and systemd-container (systemd-analyze and systemd-nspawn, for the
-# packaging checks). Then it sets
-# up Nix's build users as a real Nix installation does (Debian's nix-bin
-# does not; see setup-nix-build-users.sh for exactly what that changes) and
-# checks that Nix builds in its sandbox.
+# (the dashboard tests), nginx and wrk (benchmark baselines), curl, systemd
+# and systemd-container (systemd-analyze and systemd-nspawn, for the
+# packaging checks). Then it sets up Nix's build users as a real Nix
+# installation does (Debian's nix-bin does not; see setup-nix-build-users.sh
+# for exactly what that changes) and checks that Nix builds in its sandbox.
 set -euo pipefail
 cd "$(dirname "$0")"
 SUDO=""
