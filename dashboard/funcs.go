@@ -5,15 +5,19 @@ import (
 	"html/template"
 	"strings"
 	"time"
+
+	"github.com/vouch-dev/vouch/internal/buildinfo"
 )
 
 // funcs are the helpers the templates use. They return plain strings:
 // html/template escapes them where they land.
 var funcs = template.FuncMap{
-	"subjectURL": subjectURL,
-	"join":       func(s []string) string { return strings.Join(s, ", ") },
-	"short":      shortOutput,
-	"age":        age,
+	// vouchVersion is the footer's "which vouch is this" (package buildinfo).
+	"vouchVersion": func() string { return buildinfo.Read().Short() },
+	"subjectURL":   subjectURL,
+	"join":         func(s []string) string { return strings.Join(s, ", ") },
+	"short":        shortOutput,
+	"age":          age,
 	"rate": func(r *float64) string {
 		if r == nil {
 			return "—"

@@ -59,7 +59,15 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	vouchBin = filepath.Join(tmp, "vouch")
-	build := exec.Command("go", "build", "-o", vouchBin, "../cmd/vouch")
+	// VOUCH_E2E_RACE=1 builds the daemons and commands the tests run with
+	// the race detector: a data race in a real node under real Nix fails
+	// the test that met it (the daemon exits 66 and prints the report).
+	buildArgs := []string{"build", "-o", vouchBin}
+	if os.Getenv("VOUCH_E2E_RACE") == "1" {
+		buildArgs = append(buildArgs, "-race")
+		fmt.Println("e2e: vouch is built with -race (VOUCH_E2E_RACE=1)")
+	}
+	build := exec.Command("go", append(buildArgs, "../cmd/vouch")...)
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Println("e2e: building vouch:", err)
@@ -201,13 +209,26 @@ func (d *daemon) Stop() {
 		<-d.done
 		d.t.Errorf("vouch serve did not stop within 30s of SIGTERM:\n%s", d.output.String())
 	}
+	d.checkRaces()
 }
 
 // Kill9 kills the daemon without warning.
 func (d *daemon) Kill9() {
 	d.cmd.Process.Signal(syscall.SIGKILL)
 	<-d.done
+	d.checkRaces()
 }
+
+// checkRaces fails the test if the daemon, built with -race, reported a
+// data race (VOUCH_E2E_RACE=1). The detector reports and carries on, so
+// its report is the only trace.
+func (d *daemon) checkRaces() {
+	if out := d.output.String(); strings.Contains(out, raceReport) {
+		d.t.Errorf("vouch serve reported a data race:\n%s", out)
+	}
+}
+
+const raceReport = "WARNING: DATA RACE"
 
 func (d *daemon) LogURL() string { return "http://" + d.Addr + "/log/" }
 
@@ -216,6 +237,9 @@ func vouch(t testing.TB, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(vouchBin, args...)
 	out, err := cmd.CombinedOutput()
+	if strings.Contains(string(out), raceReport) {
+		t.Errorf("vouch %v reported a data race:\n%s", args, out)
+	}
 	if ee, ok := err.(*exec.ExitError); ok {
 		return string(out), ee.ExitCode()
 	} else if err != nil {

@@ -33,6 +33,7 @@ import (
 	"github.com/vouch-dev/vouch/follow"
 	"github.com/vouch-dev/vouch/hook"
 	"github.com/vouch-dev/vouch/index"
+	"github.com/vouch-dev/vouch/internal/buildinfo"
 	"github.com/vouch-dev/vouch/keys"
 	"github.com/vouch-dev/vouch/nixstore"
 	"github.com/vouch-dev/vouch/query"
@@ -76,6 +77,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, logger: logger, mux: http.NewServeMux(), metrics: prometheus.NewRegistry(), info: info}
 	n.mux.Handle("/metrics", promhttp.HandlerFor(n.metrics, promhttp.HandlerOpts{}))
+	n.metrics.MustRegister(buildinfo.Read().Collector())
 	if cfg.Key != "" {
 		id, err := keys.LoadIdentity(cfg.Key)
 		if err != nil {

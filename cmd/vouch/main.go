@@ -64,6 +64,9 @@ func dispatch(args []string) int {
 		usage(os.Stdout)
 		return 0
 	}
+	if args[0] == "--version" || args[0] == "-version" {
+		return runVersion(nil)
+	}
 	// Nested commands ("log verify", "evidence export") take precedence.
 	if len(args) >= 2 {
 		if c, ok := commands[args[0]+" "+args[1]]; ok {
