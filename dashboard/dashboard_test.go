@@ -185,6 +185,22 @@ func TestSearch(t *testing.T) {
 	if len(s.Matches) != 0 || !strings.Contains(s.Note, "Nothing") {
 		t.Errorf("search for an unknown path: %+v", s)
 	}
+	// By package name: the name without its version lists every version,
+	// the whole name finds the one path.
+	if code, h, _ := w.get(t, "/search?q=noise"); code != http.StatusSeeOther || h.Get("Location") != want {
+		t.Errorf("search by package name noise: %d %q, want a redirect to %s", code, h.Get("Location"), want)
+	}
+	s = getJSON[SearchPage](t, w, "/api/v1/search?q=ok")
+	if len(s.Matches) != 10 || !strings.Contains(s.Note, "package name") {
+		t.Errorf("search by package name ok: %d matches, want ok-0 … ok-9 (%s)", len(s.Matches), s.Note)
+	}
+	s = getJSON[SearchPage](t, w, "/api/v1/search?q=ok-3")
+	if len(s.Matches) != 1 || s.Matches[0].Subject != storePath("ok-3") {
+		t.Errorf("search by full name ok-3: %+v", s.Matches)
+	}
+	if s = getJSON[SearchPage](t, w, "/api/v1/search?q=hello"); len(s.Matches) != 0 {
+		t.Errorf("search for a name nobody built: %+v", s.Matches)
+	}
 	if code, _, _ := w.get(t, "/search?q="+strings.Repeat("x", MaxQuery+1)); code != http.StatusBadRequest {
 		t.Errorf("an over-long query: %d, want 400", code)
 	}

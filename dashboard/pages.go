@@ -33,6 +33,10 @@ type Overview struct {
 	Days            []Day             `json:"days"`
 	Undated         int               `json:"undated"` // subjects whose claims carry no time
 	Evidence        []EvidenceSummary `json:"evidence"`
+	// Attention lists, worst first, the builders an operator should look
+	// at: compromised, unavailable, shown a stale view, never synced,
+	// outvoted.
+	Attention []Attention `json:"attention"`
 
 	AgreementChart template.HTML `json:"-"`
 	Matrix         matrix        `json:"-"`
@@ -115,6 +119,7 @@ func (d *Dashboard) overview(r *http.Request) (string, any, error) {
 	if o.Days == nil {
 		o.Days = []Day{}
 	}
+	o.Attention = attention(builders, d.cfg.Follow.Interval.Duration, d.now())
 	o.AgreementChart = agreementChart(builders)
 	o.Matrix = agreementMatrix(s.report.Builders)
 	o.DaysChart = daysChart(s.days)
@@ -316,18 +321,22 @@ func (p SubjectPage) Title() string { return string(p.Verdict.Outcome) + ": " + 
 
 // ClaimView is one builder's claim with its inclusion proof.
 type ClaimView struct {
-	Builder     string   `json:"builder"`
-	Compromised bool     `json:"compromised"`
-	Agrees      bool     `json:"agrees"` // its output is the verdict's value
-	Output      string   `json:"output"`
-	OutPath     string   `json:"out_path,omitempty"`
-	NarHash     string   `json:"nar_hash,omitempty"`
-	NarSize     uint64   `json:"nar_size,omitempty"`
-	References  []string `json:"references,omitempty"`
-	Digest      string   `json:"digest,omitempty"`
-	Deriver     string   `json:"deriver,omitempty"`
-	Time        string   `json:"time,omitempty"`
-	Entry       string   `json:"entry"` // the log entry, verbatim
+	Builder     string `json:"builder"`
+	Compromised bool   `json:"compromised"`
+	Agrees      bool   `json:"agrees"` // its output is the verdict's value
+	// Stand is how its output fares, in words for the badge: "agrees" (the
+	// trusted value), "leading output" (most votes, not trusted),
+	// "outvoted" (lost against an agreeing quorum), or "other output".
+	Stand      string   `json:"stand"`
+	Output     string   `json:"output"`
+	OutPath    string   `json:"out_path,omitempty"`
+	NarHash    string   `json:"nar_hash,omitempty"`
+	NarSize    uint64   `json:"nar_size,omitempty"`
+	References []string `json:"references,omitempty"`
+	Digest     string   `json:"digest,omitempty"`
+	Deriver    string   `json:"deriver,omitempty"`
+	Time       string   `json:"time,omitempty"`
+	Entry      string   `json:"entry"` // the log entry, verbatim
 	// Index is the entry's position in the builder's log; LeafHash its
 	// RFC 6962 leaf hash, Proof the inclusion proof of that leaf in the
 	// tree of size TreeSize whose signed root is RootHash (all hex).
@@ -378,6 +387,7 @@ func (d *Dashboard) subject(r *http.Request) (string, any, error) {
 			OutPath: c.OutPath, NarHash: c.NarHash, NarSize: c.NarSize, References: c.References, Digest: c.Digest,
 			Deriver: c.Deriver, Index: e.Index, Proof: []string{}}
 		cv.Agrees = v.Value != nil && v.Value.Output() == cv.Output
+		cv.Stand = standOf(v, cv.Output)
 		if !c.Time.IsZero() {
 			cv.Time = c.Time.UTC().Format(time.RFC3339)
 		}
@@ -559,7 +569,7 @@ func (d *Dashboard) search(r *http.Request) (string, any, error) {
 	}
 	p := SearchPage{Query: q, Matches: []SubjectRow{}}
 	if q == "" {
-		p.Note = "Type a store path, a subject, a store path's hash part, a NAR hash or an image digest."
+		p.Note = "Type a package name (hello, or hello-2.12), a store path, a subject, a store path's hash part, a NAR hash or an image digest."
 		return "search", p, nil
 	}
 	exact, byToken, note := parseQuery(q)
@@ -592,7 +602,7 @@ func (d *Dashboard) search(r *http.Request) (string, any, error) {
 					return "", nil, err
 				}
 				for _, sub := range subs {
-					if holds(sub, tok) {
+					if holds(sub, tok) && (tok[0] != "name" || nameMatches(sub, q)) {
 						add(sub.Kind, sub.Subject, sub.Claims)
 					}
 				}
@@ -678,7 +688,40 @@ func parseQuery(q string) (exact []kindSubject, byToken [][2]string, note string
 		}
 		return nil, [][2]string{{"output", q}}, "Taken as a NAR hash."
 	}
-	return nil, nil, "Not a store path, subject, hash part, NAR hash or digest."
+	if validPackageName(q) {
+		return nil, [][2]string{{"name", packageName(q)}}, "Taken as a package name."
+	}
+	return nil, nil, "Not a package name, store path, subject, hash part, NAR hash or digest."
+}
+
+// validPackageName reports whether q can be (the start of) a store path's
+// name: the characters Nix allows in one, not starting with a dot.
+func validPackageName(q string) bool {
+	if q == "" || len(q) > 211 || q[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		if !(isLetter(c) || c >= '0' && c <= '9' || strings.IndexByte("+-._?=", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// nameMatches reports whether a subject's store path is named q: the
+// whole name ("hello-2.12"), or its package name ("hello").
+func nameMatches(s index.Subject, q string) bool {
+	for _, e := range s.Claims {
+		p := e.Claim.Subject
+		if e.Claim.Kind == claim.KindNixCA {
+			p = e.Claim.OutPath
+		}
+		if n := pathName(p); n == q || packageName(n) == q {
+			return true
+		}
+	}
+	return false
 }
 
 func hexDigest(s string) bool {

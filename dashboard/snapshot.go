@@ -68,9 +68,9 @@ func tokens(c *claim.Claim) [][2]string {
 	var out [][2]string
 	switch c.Kind {
 	case claim.KindNix:
-		out = append(out, [2]string{"hash", claim.HashPart(c.Subject)})
+		out = append(out, [2]string{"hash", claim.HashPart(c.Subject)}, [2]string{"name", packageName(pathName(c.Subject))})
 	case claim.KindNixCA:
-		out = append(out, [2]string{"hash", claim.HashPart(c.OutPath)})
+		out = append(out, [2]string{"hash", claim.HashPart(c.OutPath)}, [2]string{"name", packageName(pathName(c.OutPath))})
 	}
 	if c.NarHash != "" {
 		out = append(out, [2]string{"output", c.NarHash})
@@ -80,6 +80,31 @@ func tokens(c *claim.Claim) [][2]string {
 	}
 	return out
 }
+
+// pathName is the name part of a store path: /nix/store/<hash>-<name>.
+func pathName(p string) string {
+	base := strings.TrimPrefix(p, claim.StoreDir+"/")
+	if len(base) > 33 && base[32] == '-' {
+		return base[33:]
+	}
+	return ""
+}
+
+// packageName drops the version from a store path's name as Nix's
+// parseDrvName does: the name ends at the first dash followed by
+// something other than a letter ("hello-2.12" → "hello",
+// "python3.11-requests-2.31.0" → "python3.11-requests"). An output's
+// suffix goes with the version ("hello-2.12-man" → "hello").
+func packageName(name string) string {
+	for i := 0; i+1 < len(name); i++ {
+		if name[i] == '-' && !isLetter(name[i+1]) {
+			return name[:i]
+		}
+	}
+	return name
+}
+
+func isLetter(b byte) bool { return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' }
 
 // tally is a report.Reader over the index that sees every page report.Build
 // reads, so one walk yields the report, the days and the lookup table.

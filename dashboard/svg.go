@@ -41,6 +41,10 @@ func agreementChart(builders []BuilderView) template.HTML {
 			r := *v.AgreementRate
 			colour := colourGood
 			switch {
+			case v.Compromised || v.Outvoted > 0:
+				// It lost against an agreeing quorum: whatever its rate, a
+				// liar is not coloured like an honest builder.
+				colour = colourBad
 			case r < 0.5:
 				colour = colourBad
 			case r < 0.95:
@@ -52,6 +56,8 @@ func agreementChart(builders []BuilderView) template.HTML {
 		}
 		if v.Compromised {
 			text += " · compromised"
+		} else if v.Outvoted > 0 {
+			text += fmt.Sprintf(" · outvoted on %d", v.Outvoted)
 		}
 		fmt.Fprintf(&b, `<text x="%d" y="%d" class="value">%s</text>`, labelW+barW+6, y+17, esc(text))
 	}
