@@ -36,20 +36,14 @@ Stop vouch serve for this config first (it holds the index).
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
-	var name string
-	if fs.NArg() > 0 {
-		name = fs.Arg(0)
-		if err := fs.Parse(fs.Args()[1:]); err != nil {
-			return 2
-		}
-	}
-	if *cfgPath == "" || name == "" || fs.NArg() != 0 {
+	if *cfgPath == "" || fs.NArg() != 1 {
 		fs.Usage()
 		return 2
 	}
+	name := fs.Arg(0)
 	if strings.TrimSpace(*reason) == "" {
 		return fail("builder readmit: --reason is required: say what you investigated and why %s is trusted again (it is recorded next to the evidence)", name)
 	}

@@ -40,8 +40,8 @@ func runEvidence(args []string) int {
 	fs := newFlags("evidence", "")
 	cfgPath := fs.String("config", "", "config file (required)")
 	asJSON := fs.Bool("json", false, "print JSON (the full records)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	if *cfgPath == "" || fs.NArg() != 0 {
 		fs.Usage()
@@ -88,8 +88,8 @@ func runEvidence(args []string) int {
 func runEvidenceExport(args []string) int {
 	fs := newFlags("evidence export", "ID OUT")
 	cfgPath := fs.String("config", "", "config file (required)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	if *cfgPath == "" || fs.NArg() != 2 {
 		fs.Usage()
@@ -113,8 +113,8 @@ func runEvidenceExport(args []string) int {
 
 func runEvidenceVerify(args []string) int {
 	fs := newFlags("evidence verify", "FILE VKEY")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	if fs.NArg() != 2 {
 		fs.Usage()

@@ -23,8 +23,8 @@ func runHook(args []string) int {
 	fs := newFlags("hook", "")
 	state := fs.String("state", "", "the daemon's state directory (default $VOUCH_STATE or "+config.DefaultState()+")")
 	socket := fs.String("socket", "", "the daemon's submit socket (default STATE/vouch.sock)")
-	if err := fs.Parse(args); err != nil {
-		return 0
+	if _, ok := parseFlags(fs, args); !ok {
+		return 0 // a hook never fails a build, not even on a bad flag
 	}
 	if *state == "" {
 		*state = os.Getenv("VOUCH_STATE")

@@ -15,8 +15,8 @@ func runKeygen(args []string) int {
 	fs := newFlags("keygen", "")
 	name := fs.String("name", "", "key name (the log's origin and the Nix key name)")
 	dir := fs.String("dir", ".", "directory to write the keys to")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	if *name == "" {
 		fs.Usage()

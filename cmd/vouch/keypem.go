@@ -19,8 +19,8 @@ func init() {
 // "PUBLIC KEY" PEM block: what cosign's --key and openssl read.
 func runKeyPEM(args []string) int {
 	fs := newFlags("key pem", "KEYFILE|VERIFIERKEY")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()

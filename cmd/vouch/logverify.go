@@ -60,8 +60,8 @@ func runLogVerify(args []string) int {
 		usage()
 		fmt.Fprint(fs.Output(), logVerifyHelp)
 	}
-	if err := parseInterspersed(fs, args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	if fs.NArg() != 2 {
 		fs.Usage()

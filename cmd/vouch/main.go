@@ -4,6 +4,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -39,7 +40,7 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-16s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nRun 'vouch COMMAND -h' for a command's flags.")
+	fmt.Fprintln(w, "\nRun 'vouch COMMAND -h' or 'vouch help COMMAND' for a command's flags; flags may come before or after its arguments.")
 }
 
 func main() {
@@ -60,9 +61,12 @@ func quietEngineLogs() {
 }
 
 func dispatch(args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || len(args) == 1 && (isHelp(args[0]) || args[0] == "help") {
 		usage(os.Stdout)
 		return 0
+	}
+	if args[0] == "help" { // vouch help COMMAND [SUBCOMMAND]
+		return dispatch(append(append([]string{}, args[1:]...), "-h"))
 	}
 	if args[0] == "--version" || args[0] == "-version" {
 		return runVersion(nil)
@@ -73,12 +77,50 @@ func dispatch(args []string) int {
 			return c.run(args[2:])
 		}
 	}
+	subs := subcommands(args[0])
 	if c, ok := commands[args[0]]; ok {
-		return c.run(args[1:])
+		status := c.run(args[1:])
+		if len(subs) > 0 && len(args) > 1 && isHelp(args[1]) {
+			groupUsage(os.Stdout, args[0], subs)
+		}
+		return status
+	}
+	if len(subs) > 0 { // a group: vouch log, vouch log -h
+		if len(args) > 1 && isHelp(args[1]) {
+			groupUsage(os.Stdout, args[0], subs)
+			return 0
+		}
+		if len(args) > 1 {
+			fmt.Fprintf(os.Stderr, "vouch: unknown command %q\n\n", args[0]+" "+args[1])
+		}
+		groupUsage(os.Stderr, args[0], subs)
+		return 2
 	}
 	fmt.Fprintf(os.Stderr, "vouch: unknown command %q\n\n", strings.Join(args[:1], " "))
 	usage(os.Stderr)
 	return 2
+}
+
+func isHelp(arg string) bool { return arg == "-h" || arg == "--help" || arg == "-help" }
+
+// subcommands returns the registered commands nested under group, sorted.
+func subcommands(group string) []string {
+	var subs []string
+	for n := range commands {
+		if strings.HasPrefix(n, group+" ") {
+			subs = append(subs, n)
+		}
+	}
+	sort.Strings(subs)
+	return subs
+}
+
+func groupUsage(w io.Writer, group string, subs []string) {
+	fmt.Fprintf(w, "\nvouch %s has sub-commands:\n", group)
+	for _, n := range subs {
+		fmt.Fprintf(w, "  %-20s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintf(w, "\nRun 'vouch %s SUBCOMMAND -h' (or 'vouch help %s SUBCOMMAND') for its flags.\n", group, group)
 }
 
 // newFlags returns a FlagSet whose usage line names the command.
@@ -89,6 +131,39 @@ func newFlags(name, argsUsage string) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// parseInterspersed parses flags that may come before or after the
+// positional arguments ("vouch promote IMAGE --tag stable"), which the
+// flag package alone stops at. Afterwards fs.Args() are the positionals.
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return fs.Parse(append([]string{"--"}, pos...))
+}
+
+// parseFlags parses a command's arguments, its flags before or after the
+// positional ones. It returns ok, or the exit status the command should
+// return: 0 after -h/--help printed the usage (asking for help is not an
+// error), 2 for a bad flag (the flag package has said which).
+func parseFlags(fs *flag.FlagSet, args []string) (status int, ok bool) {
+	err := parseInterspersed(fs, args)
+	switch {
+	case err == nil:
+		return 0, true
+	case errors.Is(err, flag.ErrHelp):
+		return 0, false
+	}
+	return 2, false
 }
 
 // fail prints a one-line error for the user and returns exit status 1.

@@ -78,8 +78,8 @@ func runAttestOCI(args []string) int {
 	insecure := fs.Bool("insecure", false, "allow plain HTTP to a registry that is not on localhost")
 	registryTimeout := fs.Duration("registry-timeout", oci.DefaultTimeout, "give up on a registry request that has not been answered in full within this time")
 	cosignLayout := fs.Bool("cosign", false, "also attach the attestation under the image's sha256-<hex>.att tag, where cosign verify-attestation looks")
-	if err := parseInterspersed(fs, args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	if fs.NArg() != 1 || *keyPath == "" {
 		fs.Usage()
@@ -155,24 +155,6 @@ func runAttestOCI(args []string) int {
 	return 0
 }
 
-// parseInterspersed parses flags that may come before or after the
-// positional arguments ("vouch promote IMAGE --tag stable"), which the
-// flag package alone stops at. Afterwards fs.Args() are the positionals.
-func parseInterspersed(fs *flag.FlagSet, args []string) error {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	return fs.Parse(append([]string{"--"}, pos...))
-}
-
 func orMissing(err error, missing string) error {
 	if err != nil {
 		return err
@@ -224,8 +206,8 @@ func runVerifyOCI(args []string) int {
 	registryOnly := fs.Bool("registry-only", false, "without a follower index, count the attestations on this digest alone: a diagnostic weaker than any policy (a dissent or an equivocation on another digest is not seen), never a gate")
 	insecure := fs.Bool("insecure", false, "allow plain HTTP to a registry that is not on localhost")
 	registryTimeout := fs.Duration("registry-timeout", oci.DefaultTimeout, "give up on a registry request that has not been answered in full within this time")
-	if err := parseInterspersed(fs, args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	if fs.NArg() != 1 || *configPath == "" {
 		fs.Usage()
@@ -322,8 +304,8 @@ func runPromote(args []string) int {
 	maxAge := fs.Duration("max-age", oci.DefaultMaxAge, "refuse to decide when a counted builder's log was last synced longer ago than this (after promote's own sync)")
 	insecure := fs.Bool("insecure", false, "allow plain HTTP to a registry that is not on localhost")
 	registryTimeout := fs.Duration("registry-timeout", oci.DefaultTimeout, "give up on a registry request that has not been answered in full within this time")
-	if err := parseInterspersed(fs, args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	if fs.NArg() != 1 || *tagFlag == "" || *configPath == "" {
 		fs.Usage()

@@ -20,8 +20,8 @@ func runReport(args []string) int {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	all := fs.Bool("all", false, "list every subject with its outputs and verdict (large)")
 	limit := fs.Int("limit", 20, "list at most this many subjects per list (0: no limit; totals always count all)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	if *configPath == "" || fs.NArg() != 0 {
 		fs.Usage()

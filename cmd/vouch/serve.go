@@ -72,8 +72,8 @@ func (f nodeFlags) load() (*config.Config, error) {
 func runServe(args []string) int {
 	fs := newFlags("serve", "")
 	nf := addNodeFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	cfg, err := nf.load()
 	if err != nil {

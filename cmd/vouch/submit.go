@@ -18,8 +18,8 @@ func runSubmit(args []string) int {
 	fs := newFlags("submit", "STOREPATH...")
 	nf := addNodeFlags(fs)
 	closure := fs.Bool("closure", false, "submit every path in the closure of each STOREPATH")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()

@@ -24,8 +24,8 @@ func init() {
 func runSync(args []string) int {
 	fs := newFlags("sync", "")
 	cfgPath := fs.String("config", "", "config file (required)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	if *cfgPath == "" || fs.NArg() != 0 {
 		fs.Usage()

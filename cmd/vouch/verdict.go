@@ -23,8 +23,8 @@ func runVerdict(args []string) int {
 	configPath := fs.String("config", "", "the node's config file (required)")
 	asJSON := fs.Bool("json", false, "print the verdict as JSON")
 	kindFlag := fs.String("kind", "", "claim kind: nix, nix-ca or oci (default: guessed from the argument, nix for store paths)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	if *configPath == "" || fs.NArg() != 1 {
 		fs.Usage()

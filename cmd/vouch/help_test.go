@@ -1,0 +1,66 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// vouchOut runs the vouch command in its own process and returns its
+// stdout and stderr together, and its exit status.
+func vouchOut(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	code, stdout, stderr := runVouch(t, args...)
+	return stdout + stderr, code
+}
+
+// TestEveryCommandHelpExitsZero: -h, --help and vouch help exit 0 for
+// every command and every group of commands, and print a usage.
+func TestEveryCommandHelpExitsZero(t *testing.T) {
+	groups := map[string]bool{}
+	for name := range commands {
+		if g, _, nested := strings.Cut(name, " "); nested {
+			groups[g] = true
+		}
+		for _, args := range [][]string{
+			append(strings.Fields(name), "-h"),
+			append(strings.Fields(name), "--help"),
+			append([]string{"help"}, strings.Fields(name)...),
+		} {
+			out, code := vouchOut(t, args...)
+			if code != 0 || !strings.Contains(out, "usage") {
+				t.Errorf("vouch %s: exit %d\n%s", strings.Join(args, " "), code, out)
+			}
+		}
+	}
+	if len(groups) == 0 {
+		t.Fatal("no nested commands registered")
+	}
+	for g := range groups {
+		for _, args := range [][]string{{g, "-h"}, {"help", g}} {
+			out, code := vouchOut(t, args...)
+			if code != 0 || !strings.Contains(out, "sub-commands") {
+				t.Errorf("vouch %s: exit %d\n%s", strings.Join(args, " "), code, out)
+			}
+		}
+	}
+	for _, args := range [][]string{{}, {"-h"}, {"--help"}, {"help"}} {
+		if out, code := vouchOut(t, args...); code != 0 || !strings.Contains(out, "commands:") {
+			t.Errorf("vouch %v: exit %d\n%s", args, code, out)
+		}
+	}
+	if out, code := vouchOut(t, "log", "nonsense"); code != 2 || !strings.Contains(out, `unknown command "log nonsense"`) {
+		t.Errorf("vouch log nonsense: exit %d\n%s", code, out)
+	}
+}
+
+// TestFlagsMayFollowArguments: vouch verdict PATH --config X reads X (its
+// error names the missing file), as vouch verdict --config X PATH does.
+func TestFlagsMayFollowArguments(t *testing.T) {
+	missing := t.TempDir() + "/nope.toml"
+	path := "/nix/store/" + strings.Repeat("a", 32) + "-hello"
+	before, code1 := vouchOut(t, "verdict", "--config", missing, path)
+	after, code2 := vouchOut(t, "verdict", path, "--config", missing)
+	if code1 != code2 || !strings.Contains(after, "nope.toml") || strings.Contains(after, "usage:") {
+		t.Errorf("flags after the argument are not read:\nbefore (exit %d): %s\nafter (exit %d): %s", code1, before, code2, after)
+	}
+}
