@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -70,6 +71,18 @@ type Node struct {
 func New(cfg *config.Config, logger *slog.Logger) (*Node, error) {
 	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory %s: %w", cfg.State, err)
+	}
+	if cfg.NixKey != "" {
+		// A cache serves only paths a quorum of followed builders agreed
+		// on: without builders the key would be silently ignored, and a
+		// user would believe a cache runs. Load it now, so that a bad key
+		// file is reported at start, not at the first request.
+		if len(cfg.Builders) == 0 {
+			return nil, fmt.Errorf("nix-key is set (%s) but no [[builder]] is listed: the cache serves only paths a quorum of followed builders agreed on; list the builders to follow in a config (docs/config.md), or drop nix-key", cfg.NixKey)
+		}
+		if _, err := keys.LoadNixKey(cfg.NixKey); err != nil {
+			return nil, fmt.Errorf("nix-key: %w", err)
+		}
 	}
 	info, err := query.NewNodeInfo(cfg)
 	if err != nil {
@@ -155,6 +168,12 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 	}
 
+	if len(n.cfg.Builders) == 0 {
+		// No follower: no cache and no dashboard own "/". Say what this
+		// node is to whoever opens it, instead of a bare 404.
+		n.mux.Handle("/{$}", n.about())
+	}
+
 	ln, err := net.Listen("tcp", n.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (set --listen to a free address)", n.cfg.Listen, err)
@@ -194,6 +213,33 @@ func (n *Node) Run(ctx context.Context) error {
 // SummaryInterval is the shortest time between two walks of the follower
 // index for the dissent counts in /metrics (each walk reads every subject).
 var SummaryInterval = 30 * time.Second
+
+// about answers GET / on a node that follows no builders: what it is and
+// how to use it, in plain text.
+func (n *Node) about() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		base := "http://" + r.Host
+		var b strings.Builder
+		b.WriteString("This is a vouch node: decentralized trust for build outputs.\n\n")
+		if id := n.identity; id != nil {
+			fmt.Fprintf(&b, "It is a builder: it keeps a signed, append-only log of what it built.\n\n")
+			fmt.Fprintf(&b, "  log:          %s/log/   (C2SP tlog-tiles: %s/log/checkpoint, %s/log/tile/…)\n", base, base, base)
+			fmt.Fprintf(&b, "  origin:       %s\n", id.Name)
+			fmt.Fprintf(&b, "  verifier key: %s\n", id.VerifierKey)
+			fmt.Fprintf(&b, "  its store:    %s/peer/   (NARs for other vouch nodes, unsigned: they check every byte against their own quorum)\n\n", base)
+			b.WriteString("To follow it, list it in a follower's config:\n\n")
+			fmt.Fprintf(&b, "  [[builder]]\n  name = %q\n  vkey = %q\n  log = \"%s/log/\"\n  operator = \"…\"\n\n", id.Name, id.VerifierKey, base)
+			b.WriteString("To audit its log from scratch:  vouch log verify " + base + "/log/ '" + id.VerifierKey + "'\n")
+			b.WriteString("To log a build on this machine: vouch submit --state STATE /nix/store/…  (or Nix's post-build-hook running vouch hook)\n")
+		}
+		if n.cfg.ServeWitness {
+			fmt.Fprintf(&b, "\nIt is a witness: logs ask it to cosign their checkpoints at %s%sadd-checkpoint (C2SP tlog-witness).\n", base, WitnessPath)
+		}
+		fmt.Fprintf(&b, "\nIt serves no Nix cache and no dashboard: those need [[builder]]s to follow (docs/config.md).\nMetrics: %s/metrics\n", base)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, b.String())
+	})
+}
 
 // WitnessPath is where a witness node serves C2SP tlog-witness
 // (POST WitnessPath + "add-checkpoint"); logs list http://HOST/witness/.

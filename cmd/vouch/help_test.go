@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/vouch-dev/vouch/keys"
 )
 
 // vouchOut runs the vouch command in its own process and returns its
@@ -62,5 +64,19 @@ func TestFlagsMayFollowArguments(t *testing.T) {
 	after, code2 := vouchOut(t, "verdict", path, "--config", missing)
 	if code1 != code2 || !strings.Contains(after, "nope.toml") || strings.Contains(after, "usage:") {
 		t.Errorf("flags after the argument are not read:\nbefore (exit %d): %s\nafter (exit %d): %s", code1, before, code2, after)
+	}
+}
+
+// TestDefaultKeyNamesDiffer: two builders started without a name on
+// machines with the same host name get logs with different origins.
+func TestDefaultKeyNamesDiffer(t *testing.T) {
+	a, b := defaultKeyName(), defaultKeyName()
+	if a == b {
+		t.Errorf("two default key names are both %q", a)
+	}
+	for _, n := range []string{a, b} {
+		if err := keys.ValidName(n); err != nil {
+			t.Errorf("default key name %q: %v", n, err)
+		}
 	}
 }

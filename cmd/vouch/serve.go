@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -84,15 +85,21 @@ func runServe(args []string) int {
 	// The embedded default: no config and no key → this machine is a
 	// builder; create its keys on first run.
 	if *nf.config == "" && cfg.Key == "" {
-		name := defaultKeyName()
-		kf := keys.FilesFor(filepath.Join(cfg.State, "keys"), name)
-		if _, err := os.Stat(kf.Key); os.IsNotExist(err) {
-			if _, err := keys.Generate(filepath.Join(cfg.State, "keys"), name); err != nil {
+		keyDir := filepath.Join(cfg.State, "keys")
+		existing, _ := filepath.Glob(filepath.Join(keyDir, "*.key"))
+		switch len(existing) {
+		case 0:
+			name := defaultKeyName()
+			if _, err := keys.Generate(keyDir, name); err != nil {
 				return fail("create keys: %v", err)
 			}
-			fmt.Fprintf(os.Stderr, "created keys in %s\n", filepath.Dir(kf.Key))
+			fmt.Fprintf(os.Stderr, "created keys for the log %q in %s (vouch keygen --name NAME makes a key with a name of your choosing)\n", name, keyDir)
+			cfg.Key = keys.FilesFor(keyDir, name).Key
+		case 1:
+			cfg.Key = existing[0]
+		default:
+			return fail("%s holds %d keys (%s): say which one this builder signs with (--key FILE)", keyDir, len(existing), strings.Join(existing, ", "))
 		}
-		cfg.Key = kf.Key
 	}
 
 	n, err := node.New(cfg, logger)
@@ -108,12 +115,19 @@ func runServe(args []string) int {
 	return 0
 }
 
+// defaultKeyName names a builder that was given no name: the host name and
+// a random suffix. The name is the log's origin and the verifier key's
+// name, and followers and witnesses tell logs apart by it: demo machines
+// all called "vm" made logs that a witness refused as "listed twice".
 func defaultKeyName() string {
+	var suffix [3]byte
+	rand.Read(suffix[:])
 	h, err := os.Hostname()
-	if err != nil || keys.ValidName(h) != nil {
-		return "vouch"
+	h = strings.ToLower(h)
+	if err != nil || keys.ValidName(h) != nil || len(h) > 40 {
+		h = "vouch"
 	}
-	return strings.ToLower(h)
+	return fmt.Sprintf("%s-%x", h, suffix)
 }
 
 func printBanner(cfg *config.Config, n *node.Node, addr string) {
@@ -122,9 +136,6 @@ func printBanner(cfg *config.Config, n *node.Node, addr string) {
 	if id := n.Identity(); id != nil {
 		fmt.Printf("  log:          http://%s/log/  (origin %q)\n", addr, id.Name)
 		fmt.Printf("  verifier key: %s\n", id.VerifierKey)
-		if pub, err := os.ReadFile(strings.TrimSuffix(cfg.Key, ".key") + ".nix.pub"); err == nil {
-			fmt.Printf("  nix key:      %s", pub)
-		}
 		fmt.Printf("  submit:       %s  (vouch submit PATH…, or post-build-hook = a script running `vouch hook --state %s`)\n", cfg.Socket, cfg.State)
 	}
 	if len(cfg.Builders) > 0 {
