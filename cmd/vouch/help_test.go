@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -78,5 +80,27 @@ func TestDefaultKeyNamesDiffer(t *testing.T) {
 		if err := keys.ValidName(n); err != nil {
 			t.Errorf("default key name %q: %v", n, err)
 		}
+	}
+}
+
+// TestSubmitTakesResultLinksAndRefusesDerivations: ./result resolves to
+// its store path (the daemon is then asked, and is absent here), and a
+// .drv is refused before anything is sent.
+func TestSubmitTakesResultLinksAndRefusesDerivations(t *testing.T) {
+	dir := t.TempDir()
+	out := "/nix/store/" + strings.Repeat("b", 32) + "-hello-2.12"
+	link := filepath.Join(dir, "result")
+	if err := os.Symlink(out, link); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	msg, code := vouchOut(t, "submit", "--state", state, link)
+	if code == 0 || strings.Contains(msg, "not a store path") || !strings.Contains(msg, "vouch.sock") {
+		t.Errorf("vouch submit ./result: exit %d, want the daemon's socket to be the problem:\n%s", code, msg)
+	}
+	drv := "/nix/store/" + strings.Repeat("c", 32) + "-hello-2.12.drv"
+	msg, code = vouchOut(t, "submit", "--state", state, drv)
+	if code != 1 || !strings.Contains(msg, "is a derivation") || !strings.Contains(msg, "--outputs") {
+		t.Errorf("vouch submit DRV: exit %d\n%s", code, msg)
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
+	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/nixstore"
 	"github.com/vouch-dev/vouch/submit"
 )
@@ -31,7 +33,20 @@ func runSubmit(args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 24*time.Hour)
 	defer cancel()
-	paths := fs.Args()
+	// Like vouch verdict, take ./result (a symlink into the store), a path
+	// inside a store path, or a basename; refuse derivations, which are
+	// not build outputs.
+	var paths []string
+	for _, arg := range fs.Args() {
+		_, p, err := verdictSubject(string(claim.KindNix), arg)
+		if err != nil {
+			return fail("%v", err)
+		}
+		if strings.HasSuffix(p, ".drv") {
+			return fail("%s is a derivation, not a build output: vouch logs what a build produced; submit its outputs (nix-store --query --outputs %s)", p, p)
+		}
+		paths = append(paths, p)
+	}
 	if *closure {
 		st := nixstore.Store{Root: cfg.Store}
 		seen := map[string]bool{}
