@@ -1,11 +1,16 @@
 package main
 
 import (
+	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/vouch-dev/vouch/internal/keytest"
 	"github.com/vouch-dev/vouch/keys"
 )
 
@@ -102,5 +107,42 @@ func TestSubmitTakesResultLinksAndRefusesDerivations(t *testing.T) {
 	msg, code = vouchOut(t, "submit", "--state", state, drv)
 	if code != 1 || !strings.Contains(msg, "is a derivation") || !strings.Contains(msg, "--outputs") {
 		t.Errorf("vouch submit DRV: exit %d\n%s", code, msg)
+	}
+}
+
+// TestSyncInterruptedExits130: Ctrl-C during a sync exits 130 and says
+// that nothing is lost.
+func TestSyncInterruptedExits130(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // a log that accepts and never answers
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	id, _ := keytest.Identity(t, "", "slow")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "vouch.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("state = %q\n[[builder]]\nname = \"slow\"\nvkey = %q\nlog = \"http://%s/log/\"\n[quorum]\nmin = 1\n",
+		filepath.Join(dir, "state"), id.VerifierKey, ln.Addr())), 0o644)
+	cmd := exec.Command(os.Args[0], "sync", "--config", cfg)
+	cmd.Env = append(os.Environ(), "VOUCH_TEST_MAIN=1")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cmd.Process.Signal(os.Interrupt)
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 || !strings.Contains(out.String(), "nothing verified is lost") {
+		t.Errorf("interrupted sync: %v\n%s", err, out.String())
 	}
 }

@@ -64,6 +64,8 @@ func runSync(args []string) int {
 	failed := 0
 	for _, r := range results {
 		switch {
+		case ctx.Err() != nil && r.Err != nil:
+			fmt.Printf("%s: %d entries (+%d), interrupted\n", r.Builder, r.Size, r.Added)
 		case r.Evidence != nil:
 			failed++
 			fmt.Fprintf(os.Stderr, "vouch: %s: EVIDENCE %s recorded (%s): %s\n  its claims no longer count; see: vouch evidence --config %s\n", r.Builder, r.Evidence.ID, r.Evidence.Kind, r.Evidence.Summary, *cfgPath)
@@ -73,9 +75,17 @@ func runSync(args []string) int {
 		case r.Err != nil:
 			failed++
 			fmt.Fprintf(os.Stderr, "vouch: %s: sync failed: %v\n", r.Builder, r.Err)
-		case bar.tty:
-			fmt.Fprintf(os.Stderr, "%s: %d entries (+%d)\n", r.Builder, r.Size, r.Added)
+		default:
+			// The summary goes to stdout whether or not it is a terminal:
+			// a script or a CI log wants it too.
+			fmt.Printf("%s: %d entries (+%d)\n", r.Builder, r.Size, r.Added)
 		}
+	}
+	if ctx.Err() != nil {
+		// Each batch is indexed with its high-water mark in one
+		// transaction: what was synced is kept, the rest resumes.
+		fmt.Fprintf(os.Stderr, "vouch: interrupted; nothing verified is lost, and the next sync resumes where this one stopped\n")
+		return 130
 	}
 	if failed > 0 {
 		fmt.Fprintf(os.Stderr, "vouch: %d of %d builders failed to sync\n", failed, len(results))

@@ -105,8 +105,9 @@ min = 1
 		return p
 	}
 	cfg := writeConfig("")
-	if code, out := capture(t, "sync", "--config", cfg); code != 0 || out != "" {
-		t.Fatalf("sync: exit %d, stdout %q (want 0 and quiet)", code, out)
+	// The summary reaches stdout when it is not a terminal too.
+	if code, out := capture(t, "sync", "--config", cfg); code != 0 || !strings.Contains(out, "alice: 300 entries (+300)") || !strings.Contains(out, "bob: 20 entries (+20)") {
+		t.Fatalf("sync: exit %d, stdout %q (want 0 and a line per builder)", code, out)
 	}
 	if code, out := capture(t, "evidence", "--config", cfg); code != 0 || !strings.Contains(out, "no evidence") {
 		t.Fatalf("evidence: %d %q", code, out)
