@@ -345,7 +345,7 @@ func (t *tree) explainNode(w *reasonWriter, n int, agree uint64) {
 		return
 	}
 	_, under, children := t.count(n, agree)
-	w.str("group ").str(nd.name).str(" needs ").int(nd.need).str(" of ").int(len(nd.children))
+	w.str("group ").str(nd.name).str(" not met: needs ").int(nd.need).str(" of ").int(len(nd.children))
 	if nd.minOps > 1 {
 		w.str(" from ").int(nd.minOps).str(" operators")
 	}
