@@ -35,6 +35,9 @@
 //     majority: the subject does not reproduce, and nobody can tell who is
 //     right. Only counted builders (listed, not compromised, one output)
 //     are counted in either.
+//   - By exception: subjects trusted only because one of the policy's
+//     exceptions admitted them (verdict.Verdict.Exception), each listed
+//     with the exception's reason. Their dissent is still counted above.
 //   - Log health: tree size of the latest verified checkpoint, entries
 //     indexed, lag (entries of that checkpoint not yet indexed), when the
 //     last sync attempt and the last successful one ended, the error of the
@@ -97,6 +100,8 @@ type Report struct {
 	Undecided []Subject `json:"undecided"`
 	// Outvotes lists the claims that lost against an agreeing quorum.
 	Outvotes []Outvote `json:"outvotes"`
+	// Exceptions lists the subjects an exception admitted.
+	Exceptions []ExceptionUse `json:"exceptions"`
 	// Subjects lists every subject when Options.AllSubjects is set.
 	Subjects []Subject `json:"subjects,omitempty"`
 }
@@ -108,6 +113,12 @@ type Policy struct {
 	Min          int    `json:"min"`
 	MinOperators int    `json:"min_operators"`
 	OnConflict   string `json:"on_conflict"`
+	Group        string `json:"group,omitempty"` // the group the agreeing builders must meet
+	Groups       int    `json:"groups"`          // groups defined
+	Exceptions   int    `json:"exceptions"`      // exceptions listed
+	// Fingerprint is verdict.Policy.Fingerprint: it changes whenever what
+	// the policy decides may change.
+	Fingerprint string `json:"fingerprint"`
 }
 
 // Totals are counts over every subject.
@@ -123,7 +134,19 @@ type Totals struct {
 	// output holding a quorum with a strict majority.
 	Outvoted        int `json:"outvoted"`
 	NonReproducible int `json:"non_reproducible"`
-	Evidence        int `json:"evidence"`
+	// ByException counts the subjects trusted only through an exception.
+	ByException int `json:"by_exception"`
+	Evidence    int `json:"evidence"`
+}
+
+// ExceptionUse is one subject an exception admitted.
+type ExceptionUse struct {
+	Kind    claim.Kind `json:"kind"`
+	Subject string     `json:"subject"`
+	Output  string     `json:"output"` // the output it admitted
+	Match   string     `json:"match"`  // what the exception matches
+	Rule    string     `json:"rule"`   // whose agreement sufficed
+	Reason  string     `json:"reason"` // the exception's reason
 }
 
 // Builder is one configured log's share of the claims.
@@ -218,8 +241,10 @@ func Build(r Reader, p *verdict.Policy, opt Options) (*Report, error) {
 	rep := &Report{
 		Generated: now.UTC(),
 		Policy: Policy{Builders: len(p.Builders()), TotalWeight: p.TotalWeight(),
-			Min: p.Min, MinOperators: p.MinOperators, OnConflict: p.OnConflict},
+			Min: p.Min, MinOperators: p.MinOperators, OnConflict: p.OnConflict,
+			Group: p.Group, Groups: len(p.Groups), Exceptions: len(p.Exceptions), Fingerprint: p.Fingerprint()},
 		Disagreements: []Subject{}, BuiltByOne: []Single{}, Undecided: []Subject{}, Outvotes: []Outvote{},
+		Exceptions: []ExceptionUse{},
 	}
 
 	stats, err := r.Stats()
@@ -278,6 +303,13 @@ func Build(r Reader, p *verdict.Policy, opt Options) (*Report, error) {
 				rep.Totals.Conflict++
 			default:
 				rep.Totals.Insufficient++
+			}
+			if e := v.Exception; e != nil {
+				rep.Totals.ByException++
+				if keep(len(rep.Exceptions)) {
+					rep.Exceptions = append(rep.Exceptions, ExceptionUse{Kind: s.Kind, Subject: s.Subject,
+						Output: v.Value.Output(), Match: e.Match, Rule: e.Rule, Reason: e.Reason})
+				}
 			}
 			if v.Outcome != verdict.Trusted && keep(len(rep.Undecided)) {
 				rep.Undecided = append(rep.Undecided, sub)

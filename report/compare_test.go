@@ -1,0 +1,94 @@
+package report
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/vouch-dev/vouch/verdict"
+)
+
+// withException is the four-builder world's policy plus an exception for
+// subject 7 (which nobody reproduces): alice's output is believed.
+func withException(w *world) *verdict.Policy {
+	p := &verdict.Policy{Members: w.policy.Members, Min: w.policy.Min, MinOperators: w.policy.MinOperators, OnConflict: w.policy.OnConflict}
+	p.Exceptions = []verdict.Exception{{Name: "s7", Reason: "embeds the build date", Rule: "alice"}}
+	return p
+}
+
+func TestReportShowsExceptions(t *testing.T) {
+	w := fourBuilders(t)
+	before, err := Build(w.x, w.policy, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Build(w.x, withException(w), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := before.Totals
+	want.Trusted++
+	want.Conflict--
+	want.ByException = 1
+	if rep.Totals != want {
+		t.Fatalf("totals %+v, want %+v (the exception admits subject 7 and changes nothing else)", rep.Totals, want)
+	}
+	if len(rep.Exceptions) != 1 || rep.Exceptions[0].Subject != path(7) || rep.Exceptions[0].Reason != "embeds the build date" ||
+		rep.Exceptions[0].Rule != "alice" || rep.Exceptions[0].Output != nixClaim(path(7), "A").Output() {
+		t.Fatalf("exceptions %+v", rep.Exceptions)
+	}
+	if rep.Policy.Exceptions != 1 || rep.Policy.Fingerprint == before.Policy.Fingerprint {
+		t.Fatalf("policy summary %+v vs %+v", rep.Policy, before.Policy)
+	}
+	var text bytes.Buffer
+	if err := rep.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"by exception", "subjects admitted by an exception (1)", path(7), "embeds the build date", "1 exception ("} {
+		if !strings.Contains(text.String(), s) {
+			t.Fatalf("text report lacks %q:\n%s", s, text.String())
+		}
+	}
+}
+
+func TestCompare(t *testing.T) {
+	w := fourBuilders(t)
+	c, err := Compare(w.x, w.policy, withException(w), "in force", "proposed", Options{PageSize: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subjects != 9 || c.Changed != 1 || c.ByException != 1 || c.Before.Trusted != 5 || c.After.Trusted != 6 ||
+		len(c.Transitions) != 1 || c.Transitions[0] != (Transition{From: verdict.Conflict, To: verdict.Trusted, Count: 1}) {
+		t.Fatalf("comparison %+v", c)
+	}
+	ch := c.Changes[0]
+	if ch.Subject != path(7) || ch.Exception != "name s7" || !strings.Contains(ch.ToReason, "admits it") {
+		t.Fatalf("change %+v", ch)
+	}
+
+	// A stricter policy: 4 of 4 refuses subject 6 (dave disagrees) under
+	// majority, and nothing that was refused becomes trusted.
+	strict := &verdict.Policy{Members: w.policy.Members, Min: 4, MinOperators: 2, OnConflict: "majority"}
+	c, err = Compare(w.x, w.policy, strict, "a", "b", Options{ListLimit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range c.Transitions {
+		if tr.From != verdict.Trusted {
+			t.Fatalf("a stricter policy trusts more: %+v", c.Transitions)
+		}
+	}
+	if c.Changed != 0 || len(c.Changes) != 0 {
+		t.Fatalf("4 of 4 should decide the world as 3 of 4 with refuse: %+v", c)
+	}
+
+	// The same policy twice: nothing changes.
+	c, err = Compare(w.x, w.policy, w.policy, "a", "a", Options{})
+	if err != nil || c.Changed != 0 || c.Before.Fingerprint != c.After.Fingerprint {
+		t.Fatalf("%+v %v", c, err)
+	}
+	var text bytes.Buffer
+	if err := c.WriteText(&text); err != nil || !strings.Contains(text.String(), "no subject is decided differently") {
+		t.Fatalf("%v\n%s", err, text.String())
+	}
+}
