@@ -62,6 +62,25 @@ type Config struct {
 
 	// Path is the file the config was read from, for messages.
 	Path string `toml:"-"`
+
+	// minFromGroup records that Defaults set quorum.min to 1 because a
+	// group is the rule, so that SimpleRule can restore the simple default.
+	minFromGroup bool
+}
+
+// SimpleRule returns a copy of the config without its groups, quorum.group
+// and exceptions: the policy its [quorum] keys alone describe, with the
+// simple default for a min that was left unset. It is what `vouch policy
+// test` compares a policy with groups against.
+func (c *Config) SimpleRule() *Config {
+	s := *c
+	s.Builders = append([]Builder(nil), c.Builders...)
+	s.Groups, s.Exceptions, s.Quorum.Group = nil, nil, ""
+	if c.minFromGroup {
+		s.Quorum.Min, s.minFromGroup = 0, false
+		s.Defaults()
+	}
+	return &s
 }
 
 // Builder is one log the node follows and, through the quorum, trusts.
@@ -367,7 +386,7 @@ func (c *Config) Defaults() {
 	}
 	if c.Quorum.Min == 0 && len(c.Builders) > 0 && c.Quorum.Group != "" {
 		// The group is the rule; min only adds to it when set.
-		c.Quorum.Min = 1
+		c.Quorum.Min, c.minFromGroup = 1, true
 	}
 	if c.Quorum.Min == 0 && len(c.Builders) > 0 {
 		// A strict majority of the configured weight: the safe default.

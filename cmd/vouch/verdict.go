@@ -145,6 +145,9 @@ func printVerdict(w io.Writer, v verdict.Verdict) {
 		fmt.Fprintf(w, "value:       %s\n", v.Value.Output())
 	}
 	fmt.Fprintf(w, "reason:      %s\n", v.Reason)
+	if e := v.Exception; e != nil {
+		fmt.Fprintf(w, "exception:   admitted by the exception for %s (rule: %s): %s\n", e.Match, e.Rule, e.Reason)
+	}
 	votes := func(label string, vs []verdict.Vote, withOutput bool) {
 		if len(vs) == 0 {
 			fmt.Fprintf(w, "%-12s -\n", label)
