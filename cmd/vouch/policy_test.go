@@ -171,7 +171,7 @@ members = ["A", "B"]
 [quorum]
 group = "both"
 `, `group "both" can never be met`},
-		"unknown member": {"[[group]]\nname = \"g\"\nthreshold = 1\nmembers = [\"alice\", \"eve\"]\n", `member "eve" is neither a [[builder]] nor a group defined earlier`},
+		"unknown member":              {"[[group]]\nname = \"g\"\nthreshold = 1\nmembers = [\"alice\", \"eve\"]\n", `member "eve" is neither a [[builder]] nor a group defined earlier`},
 		"pattern matching everything": {"[[exception]]\nname = \"*\"\nreason = \"x\"\n", "matches every store path"},
 		"exception without reason":    {"[[exception]]\nsubject = \"" + policyGood + "\"\n", "reason is required"},
 	} {
