@@ -365,7 +365,12 @@ func (t *tree) explainNode(w *reasonWriter, n int, agree uint64) {
 			} else {
 				w.str(", ")
 			}
-			w.str(t.nodes[c].name).str(" ").int(k).str(" of ").int(len(t.nodes[c].children)).str(" need ").int(t.nodes[c].need)
+			cn := &t.nodes[c]
+			w.str(cn.name).str(" ").int(k).str(" of ").int(len(cn.children)).str(" need ").int(cn.need)
+			if cn.minOps > 1 {
+				_, under, _ := t.count(c, agree)
+				w.str(" from ").int(t.operators(under)).str(" of ").int(cn.minOps).str(" operators")
+			}
 		}
 	}
 	if !first {

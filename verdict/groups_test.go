@@ -463,3 +463,35 @@ func TestSearchBudgetFailsClosed(t *testing.T) {
 		t.Fatal("checkAttainable accepted a tree that cannot be met")
 	}
 }
+
+// TestWorkedExampleWithGroups is the package doc's second worked example.
+func TestWorkedExampleWithGroups(t *testing.T) {
+	const doc = "/nix/store/2c6kzph7l0dcbfmjap64f0czdafn3b7x-hello-doc-1.0"
+	p := release("majority")
+	p.Exceptions = []Exception{{Name: "hello-doc-*", Rule: "ci1", Reason: "embeds the build date"}}
+	v := p.DecideEntries(entriesFor("ci1=X ci2=X r1=X r2=X r3=Y"), nil)
+	if v.Outcome != Trusted || !v.Outvoted || !slices.Equal(names(v.Disagreed), []string{"r3"}) {
+		t.Fatalf("%+v", v)
+	}
+	v = p.DecideEntries(entriesFor("ci1=X ci2=X r1=Y r2=X r3=X"), nil)
+	const want = "4 of 5 builders agree (need 1), from 2 operators (need 1); group release not met: needs 2 of 2, 1 met [community 2 of 3 need 2 from 1 of 2 operators]; 1 disagrees with 1 other output, but the leading output holds a strict majority (4 of 5 votes)"
+	if v.Outcome != Conflict || v.Outvoted || v.Reason != want {
+		t.Fatalf("got %s: %s\nwant conflict: %s", v.Outcome, v.Reason, want)
+	}
+	p.Groups[1].Members = []string{"ci2", "r1", "r2"}
+	p.Groups[1].MinOperators = 0
+	if v := p.DecideEntries(entriesFor("ci1=X ci2=X r1=X"), nil); v.Outcome != Insufficient {
+		t.Fatalf("ci2 met ci and community: %+v", v)
+	}
+	p = release("majority")
+	p.Exceptions = []Exception{{Name: "hello-doc-*", Rule: "ci1", Reason: "embeds the build date"}}
+	var es []Entry
+	for _, v := range votes("ci1=A ci2=B r1=C") {
+		es = append(es, Entry{Builder: v.builder, Claim: nixClaim(doc, v.output)})
+	}
+	v = p.DecideEntries(es, nil)
+	if v.Outcome != Trusted || v.Value.Output() != nixClaim(doc, "A").Output() || *v.Exception != (ExceptionUse{Match: "name hello-doc-*", Rule: "ci1", Reason: "embeds the build date"}) ||
+		!slices.Equal(names(v.Disagreed), []string{"ci2", "r1"}) {
+		t.Fatalf("%+v", v)
+	}
+}
