@@ -495,3 +495,61 @@ func TestWorkedExampleWithGroups(t *testing.T) {
 		t.Fatalf("%+v", v)
 	}
 }
+
+// TestExceptionChangesNothingElse: on the fuzz scenarios, an exception for
+// another name changes no verdict at all; one for this subject changes
+// only verdicts the rule refused, and then only to admit the single output
+// its rule (one builder) accepts, recording itself.
+func TestExceptionChangesNothingElse(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	admitted := 0
+	for i := 0; i < 5000; i++ {
+		data := make([]byte, r.IntN(60))
+		for j := range data {
+			data[j] = byte(r.UintN(256))
+		}
+		s := decodeScenario(data)
+		comp := func(b string) bool { return s.compromised[b] }
+		want := s.policy.DecideEntries(s.entries, comp)
+		rule := s.policy.Members[r.IntN(len(s.policy.Members))].Name
+		withEx := func(name string) *Policy {
+			return &Policy{Members: s.policy.Members, Min: s.policy.Min, MinOperators: s.policy.MinOperators, OnConflict: s.policy.OnConflict,
+				Exceptions: []Exception{{Name: name, Reason: "r", Rule: rule}}}
+		}
+		if got := withEx("other-*").DecideEntries(s.entries, comp); !reflect.DeepEqual(got, want) {
+			t.Fatalf("an exception for another name changed a verdict:\n%+v\n%+v", got, want)
+		}
+		got := withEx("hel*").DecideEntries(s.entries, comp)
+		switch {
+		case want.Outcome == Trusted:
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("an exception changed a trusted verdict:\n%+v\n%+v", got, want)
+			}
+		case got.Outcome == Trusted:
+			// The rule's builder is the only agreeing vote that matters:
+			// it must be among Agreed, and be counted (not compromised).
+			ruleBuilder := ""
+			for _, m := range s.policy.Builders() {
+				for _, a := range append([]string{m.Name}, s.policy.Aliases()[m.Name]...) {
+					if a == rule {
+						ruleBuilder = m.Name
+					}
+				}
+			}
+			if got.Exception == nil || ruleBuilder == "" || !slices.Contains(names(got.Agreed), ruleBuilder) || got.Value == nil {
+				t.Fatalf("exception admitted without its rule's builder %s (%s):\n%+v", rule, ruleBuilder, got)
+			}
+			if len(got.Agreed)+len(got.Disagreed) != len(want.Agreed)+len(want.Disagreed) || got.Outvoted != want.Outvoted {
+				t.Fatalf("the exception changed the votes:\n%+v\n%+v", got, want)
+			}
+			admitted++
+		default:
+			if got.Exception != nil || got.Outcome != want.Outcome || !strings.HasPrefix(got.Reason, want.Reason) {
+				t.Fatalf("an exception that did not apply changed the verdict:\n%+v\n%+v", got, want)
+			}
+		}
+	}
+	if admitted < 100 {
+		t.Fatalf("only %d scenarios exercised an exception", admitted)
+	}
+}
