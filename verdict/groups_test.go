@@ -351,42 +351,55 @@ func groupOracle(p *Policy, name string, agree map[string]bool) bool {
 func TestGroupProperties(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for i := 0; i < 4000; i++ {
-		s := randomGroupScenario(r)
-		v := s.policy.DecideEntries(s.entries, nil)
-		agree := map[string]bool{}
-		weight, ops := 0, map[string]bool{}
-		for _, a := range v.Agreed {
-			for _, m := range s.policy.Members {
-				if m.Name == a.Builder {
-					agree[m.KeyID] = true
-				}
+		checkGroupScenario(t, randomGroupScenario(r))
+	}
+}
+
+// FuzzGroups explores random trees and claims from a fuzzed seed.
+func FuzzGroups(f *testing.F) {
+	f.Add(uint64(1), uint64(2))
+	f.Add(uint64(11), uint64(0))
+	f.Fuzz(func(t *testing.T, a, b uint64) {
+		checkGroupScenario(t, randomGroupScenario(rand.New(rand.NewPCG(a, b))))
+	})
+}
+
+func checkGroupScenario(t *testing.T, s groupScenario) {
+	t.Helper()
+	v := s.policy.DecideEntries(s.entries, nil)
+	agree := map[string]bool{}
+	weight, ops := 0, map[string]bool{}
+	for _, a := range v.Agreed {
+		for _, m := range s.policy.Members {
+			if m.Name == a.Builder {
+				agree[m.KeyID] = true
 			}
-			weight += a.Weight
-			ops[a.Operator] = true
 		}
-		met := groupOracle(s.policy, s.policy.Group, agree)
-		quorum := met && weight >= s.policy.Min && len(ops) >= s.policy.MinOperators
-		majority := 2*weight > s.policy.TotalWeight()
-		want := Insufficient
-		switch {
-		case quorum && (len(v.Disagreed) == 0 || s.policy.OnConflict == "majority" && majority):
-			want = Trusted
-		case len(v.Disagreed) > 0:
-			want = Conflict
-		}
-		if v.Outcome != want || v.Outvoted != (quorum && majority && len(v.Disagreed) > 0) {
-			t.Fatalf("scenario %d: got %s (outvoted %v), oracle says met=%v → %s\npolicy %+v\nentries %v\nreason %s",
-				i, v.Outcome, v.Outvoted, met, want, s.policy, describeEntries(s.entries), v.Reason)
-		}
-		if got := s.policy.DecideEntries(reversed(s.entries), nil); !reflect.DeepEqual(v, got) {
-			t.Fatalf("scenario %d: reversing entries changed the verdict", i)
-		}
-		rev := &Policy{Min: s.policy.Min, MinOperators: s.policy.MinOperators, OnConflict: s.policy.OnConflict,
-			Groups: s.policy.Groups, Group: s.policy.Group, Members: slices.Clone(s.policy.Members)}
-		slices.Reverse(rev.Members)
-		if got := rev.DecideEntries(s.entries, nil); !reflect.DeepEqual(v, got) {
-			t.Fatalf("scenario %d: reordering members changed the verdict:\n%+v\n%+v", i, v, got)
-		}
+		weight += a.Weight
+		ops[a.Operator] = true
+	}
+	met := groupOracle(s.policy, s.policy.Group, agree)
+	quorum := met && weight >= s.policy.Min && len(ops) >= s.policy.MinOperators
+	majority := 2*weight > s.policy.TotalWeight()
+	want := Insufficient
+	switch {
+	case quorum && (len(v.Disagreed) == 0 || s.policy.OnConflict == "majority" && majority):
+		want = Trusted
+	case len(v.Disagreed) > 0:
+		want = Conflict
+	}
+	if v.Outcome != want || v.Outvoted != (quorum && majority && len(v.Disagreed) > 0) {
+		t.Fatalf("got %s (outvoted %v), oracle says met=%v → %s\npolicy %+v\nentries %v\nreason %s",
+			v.Outcome, v.Outvoted, met, want, s.policy, describeEntries(s.entries), v.Reason)
+	}
+	if got := s.policy.DecideEntries(reversed(s.entries), nil); !reflect.DeepEqual(v, got) {
+		t.Fatalf("reversing entries changed the verdict")
+	}
+	rev := &Policy{Min: s.policy.Min, MinOperators: s.policy.MinOperators, OnConflict: s.policy.OnConflict,
+		Groups: s.policy.Groups, Group: s.policy.Group, Members: slices.Clone(s.policy.Members)}
+	slices.Reverse(rev.Members)
+	if got := rev.DecideEntries(s.entries, nil); !reflect.DeepEqual(v, got) {
+		t.Fatalf("reordering members changed the verdict:\n%+v\n%+v", v, got)
 	}
 }
 
