@@ -2,8 +2,11 @@ package report
 
 import (
 	"bytes"
+	"errors"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vouch-dev/vouch/verdict"
 )
@@ -89,6 +92,44 @@ func TestCompare(t *testing.T) {
 	}
 	var text bytes.Buffer
 	if err := c.WriteText(&text); err != nil || !strings.Contains(text.String(), "no subject is decided differently") {
+		t.Fatalf("%v\n%s", err, text.String())
+	}
+}
+
+// TestMissingBuildersAreExplained: for a subject that is not trusted, each
+// silent builder is said to be down, lagging or silent from its log's health.
+func TestMissingBuildersAreExplained(t *testing.T) {
+	w := fourBuilders(t) // carol's log is 3 entries ahead of the index
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	if err := w.x.SetHealth(w.ids["bob"], now.Add(-time.Hour), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.x.SetHealth(w.ids["bob"], now.Add(-10*time.Second), errors.New("connection refused")); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Build(w.x, w.policy, Options{Now: now, AllSubjects: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var only Subject // subject 8: only alice built it
+	for _, s := range rep.Subjects {
+		if s.Subject == path(8) {
+			only = s
+		}
+		if s.Outcome == verdict.Trusted && s.Missing != nil {
+			t.Errorf("%s is trusted and lists missing builders %+v", s.Subject, s.Missing)
+		}
+	}
+	want := []Absent{
+		{Builder: "bob", State: "down", Detail: "last sync failed: connection refused; last synced 1h0m0s ago"},
+		{Builder: "carol", State: "lagging", Detail: "3 entries of its checkpoint not indexed yet"},
+		{Builder: "dave", State: "silent", Detail: "its log, up to date at 7 entries, holds no claim for this subject"},
+	}
+	if !reflect.DeepEqual(only.Missing, want) {
+		t.Fatalf("missing for subject 8:\n%+v\nwant\n%+v", only.Missing, want)
+	}
+	var text bytes.Buffer
+	if err := rep.WriteText(&text); err != nil || !strings.Contains(text.String(), "missing bob: down (last sync failed: connection refused; last synced 1h0m0s ago)") {
 		t.Fatalf("%v\n%s", err, text.String())
 	}
 }

@@ -38,6 +38,13 @@
 //   - By exception: subjects trusted only because one of the policy's
 //     exceptions admitted them (verdict.Verdict.Exception), each listed
 //     with the exception's reason. Their dissent is still counted above.
+//   - Missing (per subject not trusted): each configured builder without a
+//     counted claim for it (verdict.Verdict.Silent), with what its log's
+//     health says about why: "down" when its last sync attempt failed,
+//     "lagging" when its latest verified checkpoint holds entries not yet
+//     indexed (the claim may be among them), "not synced" before its first
+//     checkpoint, and "silent" when its log is up to date and simply holds
+//     no claim for the subject (it has not built it, or not yet logged it).
 //   - Log health: tree size of the latest verified checkpoint, entries
 //     indexed, lag (entries of that checkpoint not yet indexed), when the
 //     last sync attempt and the last successful one ended, the error of the
@@ -190,6 +197,51 @@ type Subject struct {
 	Outcome verdict.Outcome `json:"outcome"`
 	Reason  string          `json:"reason"`
 	Outputs []Output        `json:"outputs"`
+	// Missing says why each silent builder is silent, for subjects that
+	// are not trusted (see the package doc).
+	Missing []Absent `json:"missing,omitempty"`
+}
+
+// Absent is a configured builder without a counted claim for a subject.
+type Absent struct {
+	Builder string `json:"builder"`
+	State   string `json:"state"`  // down, lagging, not synced or silent
+	Detail  string `json:"detail"` // the numbers or error behind State
+}
+
+// Absences explains a verdict's silent builders from the health of their
+// logs, as in the package doc. A builder with no entry in logs is "silent".
+func Absences(v *verdict.Verdict, logs []Log) []Absent {
+	if len(v.Silent) == 0 {
+		return nil
+	}
+	byName := make(map[string]*Log, len(logs))
+	for i := range logs {
+		byName[logs[i].Builder] = &logs[i]
+	}
+	out := make([]Absent, 0, len(v.Silent))
+	for _, name := range v.Silent {
+		a := Absent{Builder: name, State: "silent", Detail: "its log holds no claim for this subject"}
+		if l := byName[name]; l != nil {
+			switch {
+			case l.Error != "":
+				a.State, a.Detail = "down", "last sync failed: "+l.Error
+				if l.Age >= 0 {
+					a.Detail += fmt.Sprintf("; last synced %s ago", (time.Duration(l.Age) * time.Second).String())
+				} else {
+					a.Detail += "; never synced"
+				}
+			case l.Lag > 0:
+				a.State, a.Detail = "lagging", fmt.Sprintf("%d entries of its checkpoint not indexed yet", l.Lag)
+			case l.TreeSize == 0:
+				a.State, a.Detail = "not synced", "no checkpoint of its log verified yet"
+			default:
+				a.Detail = fmt.Sprintf("its log, up to date at %d entries, holds no claim for this subject", l.TreeSize)
+			}
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // Output is one distinct output of a subject and who claimed it.
@@ -295,6 +347,9 @@ func Build(r Reader, p *verdict.Policy, opt Options) (*Report, error) {
 		for _, s := range page {
 			v := p.DecideEntries(s.Claims, r.Compromised)
 			sub := Subject{Kind: s.Kind, Subject: s.Subject, Outcome: v.Outcome, Reason: v.Reason, Outputs: outputs(s.Claims)}
+			if v.Outcome != verdict.Trusted {
+				sub.Missing = Absences(&v, rep.Logs)
+			}
 			rep.Totals.Subjects++
 			switch v.Outcome {
 			case verdict.Trusted:

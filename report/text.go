@@ -147,6 +147,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(ew, "\nsubjects not trusted under this policy (%d)\n", undecided)
 		for _, s := range r.Undecided {
 			fmt.Fprintf(ew, "  %s %s: %s: %s\n", s.Kind, s.Subject, s.Outcome, s.Reason)
+			for _, a := range s.Missing {
+				fmt.Fprintf(ew, "      missing %s: %s (%s)\n", a.Builder, a.State, a.Detail)
+			}
 		}
 		more(len(r.Undecided), undecided)
 	}
