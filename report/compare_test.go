@@ -123,7 +123,7 @@ func TestMissingBuildersAreExplained(t *testing.T) {
 	want := []Absent{
 		{Builder: "bob", State: "down", Detail: "last sync failed: connection refused; last synced 1h0m0s ago"},
 		{Builder: "carol", State: "lagging", Detail: "3 entries of its checkpoint not indexed yet"},
-		{Builder: "dave", State: "silent", Detail: "its log, up to date at 7 entries, holds no claim for this subject"},
+		{Builder: "dave", State: "silent", Detail: "its log is indexed up to its checkpoint of size 7 and holds no claim for this subject"},
 	}
 	if !reflect.DeepEqual(only.Missing, want) {
 		t.Fatalf("missing for subject 8:\n%+v\nwant\n%+v", only.Missing, want)

@@ -236,12 +236,39 @@ func Absences(v *verdict.Verdict, logs []Log) []Absent {
 			case l.TreeSize == 0:
 				a.State, a.Detail = "not synced", "no checkpoint of its log verified yet"
 			default:
-				a.Detail = fmt.Sprintf("its log, up to date at %d entries, holds no claim for this subject", l.TreeSize)
+				a.Detail = fmt.Sprintf("its log is indexed up to its checkpoint of size %d and holds no claim for this subject", l.TreeSize)
 			}
 		}
 		out = append(out, a)
 	}
 	return out
+}
+
+// Missing explains the silent builders of a verdict from r's log health
+// at now (zero: time.Now()), for a single verdict outside a report.
+func Missing(r Reader, v *verdict.Verdict, now time.Time) ([]Absent, error) {
+	if len(v.Silent) == 0 {
+		return nil, nil
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	stats, err := r.Stats()
+	if err != nil {
+		return nil, fmt.Errorf("reading log states: %w", err)
+	}
+	logs := make([]Log, 0, len(stats))
+	for _, s := range stats {
+		l := Log{Builder: s.Name, Lag: s.Pending, Error: s.Health.Error, Age: -1}
+		if s.Checkpoint != nil {
+			l.TreeSize = s.Checkpoint.Size
+		}
+		if !s.Health.OK.IsZero() {
+			l.Age = now.Sub(s.Health.OK).Seconds()
+		}
+		logs = append(logs, l)
+	}
+	return Absences(v, logs), nil
 }
 
 // Output is one distinct output of a subject and who claimed it.

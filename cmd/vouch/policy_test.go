@@ -153,6 +153,16 @@ func TestPolicyCheckAndTest(t *testing.T) {
 	}
 }
 
+// TestVerdictSaysWhoIsMissing: a verdict that is not trusted names each
+// silent builder with what its log's health says.
+func TestVerdictSaysWhoIsMissing(t *testing.T) {
+	cfgPath := policyWorld(t, "[quorum]\nmin = 4\n")
+	code, out := capture(t, "verdict", "--config", cfgPath, policyGood)
+	if code != 1 || !strings.Contains(out, "missing:     dave: silent (its log is indexed up to its checkpoint of size 1 and holds no claim for this subject)") {
+		t.Fatalf("verdict: exit %d\n%s", code, out)
+	}
+}
+
 func TestPolicyCheckRefuses(t *testing.T) {
 	for name, tc := range map[string]struct{ policy, want string }{
 		"a builder needed twice": {`

@@ -17,6 +17,7 @@ import (
 	"github.com/vouch-dev/vouch/config"
 	"github.com/vouch-dev/vouch/follow"
 	"github.com/vouch-dev/vouch/node"
+	"github.com/vouch-dev/vouch/report"
 	"github.com/vouch-dev/vouch/verdict"
 )
 
@@ -66,10 +67,15 @@ func runVerdict(args []string) int {
 		return fail("verdict: %v", err)
 	}
 	var v verdict.Verdict
+	var missing []report.Absent
 	if src, closeSource, openErr := openSource(cfg); openErr == nil {
 		defer closeSource()
 		if v, err = policy.Decide(src, kind, subject); err != nil {
 			return fail("verdict: %v", err)
+		}
+		if r, ok := src.(report.Reader); ok && v.Outcome != verdict.Trusted && !*asJSON {
+			// Say who is missing and why, as the report does.
+			missing, _ = report.Missing(r, &v, time.Time{})
 		}
 	} else {
 		// A running node holds the index open: ask it over loopback. It
@@ -88,6 +94,7 @@ func runVerdict(args []string) int {
 		}
 	} else {
 		printVerdict(os.Stdout, v)
+		printMissing(os.Stdout, missing)
 	}
 	if v.Outcome != verdict.Trusted {
 		return 1
@@ -136,6 +143,17 @@ func verdictSubject(kind, arg string) (claim.Kind, string, error) {
 		return claim.Kind(kind), arg, nil
 	}
 	return "", "", fmt.Errorf("unknown --kind %q (want nix, nix-ca or oci)", kind)
+}
+
+// printMissing lists the silent builders of a verdict with why they are.
+func printMissing(w io.Writer, missing []report.Absent) {
+	for i, a := range missing {
+		label := "missing:"
+		if i > 0 {
+			label = ""
+		}
+		fmt.Fprintf(w, "%-12s %s: %s (%s)\n", label, a.Builder, a.State, a.Detail)
+	}
 }
 
 // printVerdict writes the verdict for a human.
