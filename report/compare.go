@@ -5,6 +5,7 @@ import (
 	"io"
 	"sort"
 	"text/tabwriter"
+	"time"
 
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/verdict"
@@ -57,9 +58,19 @@ type Change struct {
 	Exception string `json:"exception,omitempty"`
 }
 
+// CompareOptions tune a comparison.
+type CompareOptions struct {
+	// ListLimit bounds Changes (zero: no bound); PageSize is how many
+	// subjects are read at once (zero: 1000).
+	ListLimit, PageSize int
+	// Since, if set, keeps only the subjects with a claim logged at or
+	// after it (by the claims' time field; claims without one are kept).
+	Since time.Time
+}
+
 // Compare decides every subject of r under before and after and reports
-// the differences. Only ListLimit and PageSize of opt are used.
-func Compare(r Reader, before, after *verdict.Policy, beforeLabel, afterLabel string, opt Options) (*Comparison, error) {
+// the differences.
+func Compare(r Reader, before, after *verdict.Policy, beforeLabel, afterLabel string, opt CompareOptions) (*Comparison, error) {
 	pageSize := opt.PageSize
 	if pageSize <= 0 {
 		pageSize = 1000
@@ -76,6 +87,9 @@ func Compare(r Reader, before, after *verdict.Policy, beforeLabel, afterLabel st
 			return nil, fmt.Errorf("policy test: reading subjects: %w", err)
 		}
 		for _, s := range page {
+			if !opt.Since.IsZero() && !loggedSince(s.Claims, opt.Since) {
+				continue
+			}
 			c.Subjects++
 			a := before.DecideEntries(s.Claims, r.Compromised)
 			b := after.DecideEntries(s.Claims, r.Compromised)
@@ -122,6 +136,17 @@ func Compare(r Reader, before, after *verdict.Policy, beforeLabel, afterLabel st
 		return x.To < y.To
 	})
 	return c, nil
+}
+
+// loggedSince reports whether any claim was logged at or after since, or
+// carries no time at all (then it may be recent).
+func loggedSince(entries []verdict.Entry, since time.Time) bool {
+	for _, e := range entries {
+		if e.Claim.Time.IsZero() || !e.Claim.Time.Before(since) {
+			return true
+		}
+	}
+	return false
 }
 
 // WriteText writes the comparison for a terminal.

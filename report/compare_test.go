@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/verdict"
 )
 
@@ -56,7 +57,7 @@ func TestReportShowsExceptions(t *testing.T) {
 
 func TestCompare(t *testing.T) {
 	w := fourBuilders(t)
-	c, err := Compare(w.x, w.policy, withException(w), "in force", "proposed", Options{PageSize: 3})
+	c, err := Compare(w.x, w.policy, withException(w), "in force", "proposed", CompareOptions{PageSize: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func TestCompare(t *testing.T) {
 	// A stricter policy: 4 of 4 refuses subject 6 (dave disagrees) under
 	// majority, and nothing that was refused becomes trusted.
 	strict := &verdict.Policy{Members: w.policy.Members, Min: 4, MinOperators: 2, OnConflict: "majority"}
-	c, err = Compare(w.x, w.policy, strict, "a", "b", Options{ListLimit: 1})
+	c, err = Compare(w.x, w.policy, strict, "a", "b", CompareOptions{ListLimit: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func TestCompare(t *testing.T) {
 	}
 
 	// The same policy twice: nothing changes.
-	c, err = Compare(w.x, w.policy, w.policy, "a", "a", Options{})
+	c, err = Compare(w.x, w.policy, w.policy, "a", "a", CompareOptions{})
 	if err != nil || c.Changed != 0 || c.Before.Fingerprint != c.After.Fingerprint {
 		t.Fatalf("%+v %v", c, err)
 	}
@@ -131,5 +132,26 @@ func TestMissingBuildersAreExplained(t *testing.T) {
 	var text bytes.Buffer
 	if err := rep.WriteText(&text); err != nil || !strings.Contains(text.String(), "missing bob: down (last sync failed: connection refused; last synced 1h0m0s ago)") {
 		t.Fatalf("%v\n%s", err, text.String())
+	}
+}
+
+func TestCompareSince(t *testing.T) {
+	w := newWorld(t, [][2]string{{"alice", "org-a"}, {"bob", "org-b"}})
+	w.policy.Min, w.policy.MinOperators, w.policy.OnConflict = 2, 1, "refuse"
+	at := func(i int, when string) *claim.Claim {
+		c := nixClaim(path(i), "X")
+		c.Time, _ = time.Parse(time.RFC3339, when)
+		return c
+	}
+	w.log("alice", 0, at(1, "2026-01-01T00:00:00Z"), at(2, "2026-06-01T00:00:00Z"), nixClaim(path(3), "X"))
+	w.log("bob", 0, at(1, "2026-01-02T00:00:00Z"), at(2, "2026-06-02T00:00:00Z"))
+	since, _ := time.Parse(time.RFC3339, "2026-03-01T00:00:00Z")
+	c, err := Compare(w.x, w.policy, w.policy, "a", "b", CompareOptions{Since: since})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Subject 1 is older; 2 is newer; 3 carries no time and is kept.
+	if c.Subjects != 2 || c.Before.Trusted != 1 {
+		t.Fatalf("since %v: %+v", since, c)
 	}
 }

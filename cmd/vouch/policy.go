@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/vouch-dev/vouch/config"
 	"github.com/vouch-dev/vouch/report"
@@ -53,12 +54,21 @@ func runPolicyTest(args []string) int {
 	against := fs.String("against", "", "the config of the policy to compare with, e.g. the one in force (default: --config's [quorum] keys alone, without groups and exceptions)")
 	asJSON := fs.Bool("json", false, "print the comparison as JSON")
 	limit := fs.Int("limit", 50, "list at most this many changed subjects (0: no limit; counts always cover all)")
+	since := fs.String("since", "", "only subjects with a claim logged since this time (RFC 3339, e.g. 2026-12-01T00:00:00Z) or this long ago (e.g. 72h)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *configPath == "" || fs.NArg() != 0 {
 		fs.Usage()
 		return 2
+	}
+	var sinceTime time.Time
+	if *since != "" {
+		if d, err := time.ParseDuration(*since); err == nil {
+			sinceTime = time.Now().Add(-d)
+		} else if sinceTime, err = time.Parse(time.RFC3339, *since); err != nil {
+			return fail("policy test: --since %q: want an RFC 3339 time (2026-12-01T00:00:00Z) or a duration (72h)", *since)
+		}
 	}
 	cfg, proposed, err := loadPolicy(*configPath)
 	if err != nil {
@@ -81,7 +91,7 @@ func runPolicyTest(args []string) int {
 		return fail("policy test: %v (a running node holds the index open: stop it, or run this on a copy of its state directory)", err)
 	}
 	defer closeIndex()
-	c, err := report.Compare(idx, current, proposed, label, *configPath, report.Options{ListLimit: *limit})
+	c, err := report.Compare(idx, current, proposed, label, *configPath, report.CompareOptions{ListLimit: *limit, Since: sinceTime})
 	if err != nil {
 		return fail("%v", err)
 	}
