@@ -118,6 +118,9 @@ func (p *Policy) ruleSource() ruleSource {
 // equal compares two sources; the simple rule's empty source costs two
 // length checks.
 func (a ruleSource) equal(b ruleSource) bool {
+	if len(a.groups)|len(b.groups)|len(a.exceptions)|len(b.exceptions) == 0 {
+		return a.group == b.group // the simple rule: every verdict comes here
+	}
 	return a.group == b.group && slices.Equal(a.exceptions, b.exceptions) &&
 		slices.EqualFunc(a.groups, b.groups, func(x, y Group) bool {
 			return x.Name == y.Name && x.Need == y.Need && x.MinOperators == y.MinOperators && slices.Equal(x.Members, y.Members)
