@@ -294,11 +294,14 @@ func (p *Policy) DecideEntries(entries []Entry, compromised func(builder string)
 	majority := p.OnConflict == config.OnConflictMajority
 	strictMajority := 2*lead.weight > r.total
 	enough := lead.weight >= minWeight && lead.operators >= minOps
+	// Groups and exceptions live in calls of their own, so that the
+	// simple rule, decided for every path served, runs the same code as
+	// before they existed.
 	rs := r.rules
-	var groupMet, groupExhausted bool
+	var group groupResult
 	if rs != nil && rs.root >= 0 {
-		groupMet, groupExhausted = rs.tree.met(rs.root, agreeingSet(ballots, lead.index(groups)), rs.rootSearch)
-		enough = enough && groupMet
+		group = rs.rootMet(ballots, groups, lead)
+		enough = enough && group.met
 	}
 	alone := len(groups) == 1
 	v.Outvoted = !alone && enough && strictMajority
@@ -320,7 +323,7 @@ func (p *Policy) DecideEntries(entries []Entry, compromised func(builder string)
 	}
 	w.agreeing(r, lead).str(" (need ").int(minWeight).str("), from ").int(lead.operators).str(" operator").str(plural(lead.operators)).str(" (need ").int(minOps).str(")")
 	if rs != nil && rs.root >= 0 {
-		w.groupClause(rs, lead.index(groups), ballots, groupMet, groupExhausted)
+		w.groupClause(rs, ballots, groups, lead, group)
 	}
 	if !alone {
 		n := len(v.Disagreed)
@@ -335,10 +338,8 @@ func (p *Policy) DecideEntries(entries []Entry, compromised func(builder string)
 		}
 	}
 	w.tail(v.Silent, v.Compromised, equivocated)
-	if v.Outcome != Trusted && rs != nil {
-		if ex := rs.exceptionFor(string(lead.claim.Kind), lead.claim.Subject); ex != nil {
-			p.applyException(&v, &w, ex, r, groups, order, votes, ballots)
-		}
+	if v.Outcome != Trusted && rs != nil && len(rs.exceptions) > 0 {
+		p.tryExceptions(&v, &w, r, groups, order, votes, ballots)
 	}
 	v.Reason = string(w)
 	return v
@@ -366,11 +367,21 @@ func agreeingSet(ballots []ballot, g int) uint64 {
 	return set
 }
 
-// groupClause says whether the policy's group was met.
-func (w *reasonWriter) groupClause(rs *rules, g int, ballots []ballot, met, exhausted bool) {
+// groupResult is what the policy's group says of an output.
+type groupResult struct{ met, exhausted bool }
+
+// rootMet evaluates the policy's group for the builders voting for g.
+func (rs *rules) rootMet(ballots []ballot, groups []outputGroup, g *outputGroup) groupResult {
+	met, exhausted := rs.tree.met(rs.root, agreeingSet(ballots, g.index(groups)), rs.rootSearch)
+	return groupResult{met, exhausted}
+}
+
+// groupClause says whether the policy's group was met by output g.
+func (w *reasonWriter) groupClause(rs *rules, ballots []ballot, groups []outputGroup, g *outputGroup, res groupResult) {
 	t, root := rs.tree, rs.root
 	name := t.nodes[root].name
-	agree := agreeingSet(ballots, g)
+	agree := agreeingSet(ballots, g.index(groups))
+	met, exhausted := res.met, res.exhausted
 	switch {
 	case t.broken != "":
 		w.str("; group ").str(name).str(" cannot be evaluated (").str(t.broken).str(")")
@@ -385,6 +396,15 @@ func (w *reasonWriter) groupClause(rs *rules, g int, ballots []ballot, met, exha
 			return
 		}
 		t.explainNode(w, root, agree)
+	}
+}
+
+// tryExceptions applies the first exception that covers the verdict's
+// subject, if any.
+func (p *Policy) tryExceptions(v *Verdict, w *reasonWriter, r *roster, groups []outputGroup, order []*outputGroup, votes []Vote, ballots []ballot) {
+	lead := order[0]
+	if ex := r.rules.exceptionFor(string(lead.claim.Kind), lead.claim.Subject); ex != nil {
+		p.applyException(v, w, ex, r, groups, order, votes, ballots)
 	}
 }
 
