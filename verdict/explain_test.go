@@ -3,6 +3,8 @@ package verdict
 import (
 	"strings"
 	"testing"
+
+	"github.com/vouch-dev/vouch/claim"
 )
 
 func TestExplain(t *testing.T) {
@@ -54,5 +56,24 @@ func TestCanonical(t *testing.T) {
 	}
 	if !strings.HasPrefix(string(a.Canonical()), "vouch-policy/v1\nbuilder ci1 k-ci1 ours 1\n") {
 		t.Errorf("canonical:\n%s", a.Canonical())
+	}
+}
+
+// TestExceptionsOfOtherKinds: a name pattern covers store paths only; an
+// exact subject covers any kind.
+func TestExceptionsOfOtherKinds(t *testing.T) {
+	subject := claim.OCISubject("github.com/x/y", "abcdef1", "image", "x86_64-linux")
+	oci := func(digit string) *claim.Claim {
+		return &claim.Claim{Kind: claim.KindOCI, Subject: subject, Digest: "sha256:" + strings.Repeat(digit, 64)}
+	}
+	es := []Entry{{Builder: "alice", Claim: oci("1")}, {Builder: "bob", Claim: oci("2")}}
+	p := four(2, 2, "refuse")
+	p.Exceptions = []Exception{{Name: "*image*", Reason: "r", Rule: "alice"}, {Name: "github.com*", Reason: "r", Rule: "alice"}}
+	if v := p.DecideEntries(es, nil); v.Outcome != Conflict || v.Exception != nil {
+		t.Fatalf("a name pattern matched an OCI subject: %+v", v)
+	}
+	p.Exceptions = []Exception{{Subject: subject, Reason: "layer timestamps", Rule: "alice"}}
+	if v := p.DecideEntries(es, nil); v.Outcome != Trusted || v.Exception == nil || v.Value.Digest != oci("1").Digest {
+		t.Fatalf("an exact OCI subject: %+v", v)
 	}
 }
