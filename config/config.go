@@ -18,6 +18,7 @@ import (
 	"math"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -52,8 +53,34 @@ type Config struct {
 	NARCache  NARCache   `toml:"nar-cache"`
 	Follow    Follow     `toml:"follow"`
 
+	// Groups name sets of builders (and earlier groups) with a threshold;
+	// quorum.group makes one of them the rule. See Group.
+	Groups []Group `toml:"group"`
+	// Exceptions admit listed subjects that are known not to reproduce
+	// under a weaker rule, each with its reason. See Exception.
+	Exceptions []Exception `toml:"exception"`
+
 	// Path is the file the config was read from, for messages.
 	Path string `toml:"-"`
+
+	// minFromGroup records that Defaults set quorum.min to 1 because a
+	// group is the rule, so that SimpleRule can restore the simple default.
+	minFromGroup bool
+}
+
+// SimpleRule returns a copy of the config without its groups, quorum.group
+// and exceptions: the policy its [quorum] keys alone describe, with the
+// simple default for a min that was left unset. It is what `vouch policy
+// test` compares a policy with groups against.
+func (c *Config) SimpleRule() *Config {
+	s := *c
+	s.Builders = append([]Builder(nil), c.Builders...)
+	s.Groups, s.Exceptions, s.Quorum.Group = nil, nil, ""
+	if c.minFromGroup {
+		s.Quorum.Min, s.minFromGroup = 0, false
+		s.Defaults()
+	}
+	return &s
 }
 
 // Builder is one log the node follows and, through the quorum, trusts.
@@ -79,6 +106,10 @@ type Quorum struct {
 	Min          int    `toml:"min"`           // agreeing distinct builders (weighted)
 	MinOperators int    `toml:"min-operators"` // distinct operators among them
 	OnConflict   string `toml:"on-conflict"`   // "majority" or "refuse"
+	// Group, if set, names the [[group]] the agreeing builders must
+	// satisfy, in addition to Min and MinOperators (which then default
+	// to 1). Unset: the simple rule of Min and MinOperators alone.
+	Group string `toml:"group"`
 	// Witnesses is how many of the listed witnesses must have cosigned a
 	// log's checkpoint before the follower believes it. Default 0.
 	Witnesses int `toml:"witnesses"`
@@ -88,6 +119,90 @@ type Quorum struct {
 	// "0s" turns the check off.
 	WitnessMaxAge *Duration `toml:"witness-max-age"`
 }
+
+// Group is a named set of members — builder names, or names of groups
+// defined earlier in the file — of which Threshold must be met, in the
+// spirit of C2SP tlog-policy's "group" lines. The verdict package specifies
+// how a tree of groups is counted (each builder once across the whole tree).
+type Group struct {
+	Name      string    `toml:"name"`
+	Threshold Threshold `toml:"threshold"` // how many members: a number, "all" or "any"
+	Members   []string  `toml:"members"`
+	// MinOperators, if above 1, is how many distinct operators the
+	// builders that meet this group must come from.
+	MinOperators int `toml:"min-operators"`
+}
+
+// Need is how many of the group's members must be met.
+func (g Group) Need() int {
+	switch {
+	case g.Threshold.All:
+		return len(g.Members)
+	case g.Threshold.Any:
+		return 1
+	}
+	return g.Threshold.N
+}
+
+// Threshold is a group's threshold: a number, or the words "all" or "any"
+// (as in C2SP tlog-policy).
+type Threshold struct {
+	N   int
+	All bool // every member
+	Any bool // one member
+}
+
+// UnmarshalTOML accepts an integer, "all" or "any".
+func (t *Threshold) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case int64:
+		if v < 1 || v > math.MaxInt32 {
+			return fmt.Errorf("threshold %d: want a number of members of at least 1, or \"all\" or \"any\"", v)
+		}
+		*t = Threshold{N: int(v)}
+		return nil
+	case string:
+		switch v {
+		case "all":
+			*t = Threshold{All: true}
+			return nil
+		case "any":
+			*t = Threshold{Any: true}
+			return nil
+		}
+	}
+	return fmt.Errorf("threshold %v: want a number of members, \"all\" or \"any\"", v)
+}
+
+// MarshalText writes the threshold as it is read.
+func (t Threshold) MarshalText() ([]byte, error) {
+	switch {
+	case t.All:
+		return []byte("all"), nil
+	case t.Any:
+		return []byte("any"), nil
+	}
+	return []byte(strconv.Itoa(t.N)), nil
+}
+
+// Exception admits subjects known not to reproduce. It matches one exact
+// Subject (a store path, an output id or an OCI subject) or, for store
+// paths, every path whose name (the part after "<hash>-") matches the
+// glob Name (path.Match syntax). Rule names the group or builder whose
+// agreement suffices for such a subject; unset, the quorum's own rule
+// applies with disagreement tolerated. The verdict package specifies how
+// an exception is applied; it is only ever used when the policy itself
+// refuses, and every use is recorded in the verdict.
+type Exception struct {
+	Subject string `toml:"subject"`
+	Name    string `toml:"name"`
+	Reason  string `toml:"reason"` // why the subject does not reproduce: required
+	Rule    string `toml:"rule"`
+}
+
+// maxGroupBuilders bounds the builders of a policy with groups: the group
+// rule counts builders in one 64-bit set.
+const maxGroupBuilders = 64
 
 // DefaultWitnessMaxAge is quorum.witness-max-age when it is not set. Logs
 // have their unchanged checkpoints cosigned again every 10 minutes
@@ -269,6 +384,10 @@ func (c *Config) Defaults() {
 	if c.Quorum.WitnessMaxAge == nil && c.Quorum.Witnesses > 0 {
 		c.Quorum.WitnessMaxAge = &Duration{DefaultWitnessMaxAge}
 	}
+	if c.Quorum.Min == 0 && len(c.Builders) > 0 && c.Quorum.Group != "" {
+		// The group is the rule; min only adds to it when set.
+		c.Quorum.Min, c.minFromGroup = 1, true
+	}
 	if c.Quorum.Min == 0 && len(c.Builders) > 0 {
 		// A strict majority of the configured weight: the safe default.
 		c.Quorum.Min = c.TotalWeight()/2 + 1
@@ -361,12 +480,13 @@ func (c *Config) Validate() error {
 		if q.OnConflict != OnConflictMajority && q.OnConflict != OnConflictRefuse {
 			bad("quorum.on-conflict = %q: want %q or %q", q.OnConflict, OnConflictMajority, OnConflictRefuse)
 		}
-		if q.OnConflict == OnConflictMajority && 2*q.Min <= c.TotalWeight() {
+		if q.OnConflict == OnConflictMajority && q.Group == "" && 2*q.Min <= c.TotalWeight() {
 			// With min at or below half the votes, two different outputs
 			// could both reach the quorum; majority then has no winner.
 			bad("quorum.on-conflict = majority needs quorum.min > half of the total weight (%d), got %d", c.TotalWeight(), q.Min)
 		}
 	}
+	errs = append(errs, c.validateGroups(operators)...)
 	for i, u := range c.Upstreams {
 		if !isHTTPURL(u.URL) {
 			bad("upstream #%d: url %q must be http:// or https://", i+1, u.URL)
@@ -408,4 +528,89 @@ func (c *Config) Validate() error {
 		bad("follow.interval = %v is too short (at least 100ms)", c.Follow.Interval.Duration)
 	}
 	return errors.Join(errs...)
+}
+
+// validateGroups checks [[group]], quorum.group and [[exception]].
+// Whether a group can ever be met with each builder counted once is
+// checked by verdict.NewPolicy, which knows how groups are counted.
+func (c *Config) validateGroups(operators map[string]bool) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	builders := map[string]bool{}
+	for _, b := range c.Builders {
+		builders[b.Name] = true
+	}
+	groups := map[string]bool{}
+	for i, g := range c.Groups {
+		where := fmt.Sprintf("group #%d (%q)", i+1, g.Name)
+		if err := keys.ValidName(g.Name); err != nil {
+			bad("%s: %v", where, err)
+		}
+		if groups[g.Name] || builders[g.Name] {
+			bad("%s: the name is already used by a builder or an earlier group; builders and groups share one set of names", where)
+		}
+		if len(g.Members) == 0 {
+			bad("%s: no members; list builder names or earlier groups in members = [...]", where)
+		}
+		seen := map[string]bool{}
+		for _, m := range g.Members {
+			switch {
+			case seen[m]:
+				bad("%s: member %q is listed twice", where, m)
+			case m == g.Name:
+				bad("%s: a group cannot be its own member", where)
+			case !builders[m] && !groups[m]:
+				bad("%s: member %q is neither a [[builder]] nor a group defined earlier in the file", where, m)
+			}
+			seen[m] = true
+		}
+		if t := g.Threshold; !t.All && !t.Any && (t.N < 1 || t.N > len(g.Members)) {
+			bad("%s: threshold = %d must be between 1 and its %d members (or \"all\" / \"any\")", where, t.N, len(g.Members))
+		}
+		if g.MinOperators < 0 || g.MinOperators > len(operators) {
+			bad("%s: min-operators = %d can never be met with %d distinct operators configured", where, g.MinOperators, len(operators))
+		}
+		groups[g.Name] = true
+	}
+	if len(c.Groups) > 0 && len(c.Builders) > maxGroupBuilders {
+		bad("[[group]] policies count at most %d builders; %d are configured", maxGroupBuilders, len(c.Builders))
+	}
+	if q := c.Quorum.Group; q != "" && !groups[q] {
+		bad("quorum.group = %q: no [[group]] has that name", q)
+	}
+	for i, e := range c.Exceptions {
+		where := fmt.Sprintf("exception #%d", i+1)
+		switch {
+		case (e.Subject == "") == (e.Name == ""):
+			bad("%s: set exactly one of subject (an exact subject) or name (a store-path name pattern)", where)
+		case e.Name != "":
+			if err := ValidNamePattern(e.Name); err != nil {
+				bad("%s: %v", where, err)
+			}
+		}
+		if strings.TrimSpace(e.Reason) == "" {
+			bad("%s: reason is required: say why this subject does not reproduce", where)
+		}
+		if e.Rule != "" && !groups[e.Rule] && !builders[e.Rule] {
+			bad("%s: rule = %q is neither a [[group]] nor a [[builder]]", where, e.Rule)
+		}
+	}
+	return errs
+}
+
+// ValidNamePattern checks an exception's store-path name pattern: a
+// path.Match glob on one name, with at least one literal character (a
+// pattern of wildcards alone would admit every path, which is no
+// exception but a policy of trusting anything).
+func ValidNamePattern(pattern string) error {
+	if strings.Contains(pattern, "/") {
+		return fmt.Errorf("name = %q: a name pattern matches the part of a store path after \"<hash>-\" and cannot contain '/'; use subject for an exact path", pattern)
+	}
+	if _, err := path.Match(pattern, ""); err != nil {
+		return fmt.Errorf("name = %q: %v (path.Match syntax: *, ?, [a-z])", pattern, err)
+	}
+	if strings.Trim(pattern, "*?") == "" {
+		return fmt.Errorf("name = %q matches every store path: name the package, e.g. \"foo-doc-*\"", pattern)
+	}
+	return nil
 }

@@ -159,3 +159,53 @@ func TestWitnesses(t *testing.T) {
 		}
 	}
 }
+
+func TestGroupsAndExceptions(t *testing.T) {
+	a, b, c := vkey(t, "a"), vkey(t, "b"), vkey(t, "c")
+	builders := bld("a", a) + bld("b", b) + bld("c", c)
+	group := func(name, threshold string, members ...string) string {
+		return fmt.Sprintf("[[group]]\nname = %q\nthreshold = %s\nmembers = [\"%s\"]\n", name, threshold, strings.Join(members, `", "`))
+	}
+	cfg, err := Parse([]byte(builders + group("ci", `"all"`, "a", "b") + group("any", `"any"`, "a", "c") + group("top", "2", "ci", "any", "c") +
+		"[quorum]\ngroup = \"top\"\non-conflict = \"majority\"\n" +
+		"[[exception]]\nname = \"foo-doc-*\"\nreason = \"timestamps\"\nrule = \"any\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := []int{cfg.Groups[0].Need(), cfg.Groups[1].Need(), cfg.Groups[2].Need()}; n[0] != 2 || n[1] != 1 || n[2] != 2 {
+		t.Fatalf("thresholds all, any, 2 read as %v", n)
+	}
+	// With a group, min defaults to 1 (the group is the rule), and
+	// majority needs no min above half: the rule itself asks for it.
+	if cfg.Quorum.Min != 1 || cfg.Quorum.MinOperators != 1 {
+		t.Fatalf("quorum with a group %+v", cfg.Quorum)
+	}
+	// The simple rule of the same file: no groups, min a strict majority.
+	if s := cfg.SimpleRule(); s.Quorum.Min != 2 || s.Quorum.Group != "" || s.Groups != nil || s.Exceptions != nil || len(cfg.Groups) != 3 {
+		t.Fatalf("simple rule %+v (from %+v)", s.Quorum, cfg.Quorum)
+	}
+
+	for name, tc := range map[string]struct{ toml, want string }{
+		"threshold too high":   {group("g", "3", "a", "b"), "threshold = 3 must be between 1 and its 2 members"},
+		"threshold word":       {group("g", `"most"`, "a", "b"), `threshold most: want a number of members, "all" or "any"`},
+		"threshold zero":       {group("g", "0", "a"), "threshold 0"},
+		"member later":         {group("g", "1", "h") + group("h", "1", "a"), `member "h" is neither a [[builder]] nor a group defined earlier`},
+		"member twice":         {group("g", "1", "a", "a"), `member "a" is listed twice`},
+		"name of a builder":    {group("a", "1", "b"), "already used by a builder"},
+		"no members":           {"[[group]]\nname = \"g\"\nthreshold = 1\nmembers = []\n", "no members"},
+		"group operators":      {"[[group]]\nname = \"g\"\nthreshold = 1\nmembers = [\"a\"]\nmin-operators = 4\n", "min-operators = 4 can never be met"},
+		"unknown quorum group": {"[quorum]\ngroup = \"nope\"\n", `quorum.group = "nope": no [[group]]`},
+		"subject and name":     {"[[exception]]\nsubject = \"/nix/store/x\"\nname = \"x\"\nreason = \"r\"\n", "exactly one of subject"},
+		"neither":              {"[[exception]]\nreason = \"r\"\n", "exactly one of subject"},
+		"no reason":            {"[[exception]]\nname = \"foo\"\n", "reason is required"},
+		"everything":           {"[[exception]]\nname = \"*?*\"\nreason = \"r\"\n", "matches every store path"},
+		"a slash":              {"[[exception]]\nname = \"x/y\"\nreason = \"r\"\n", "cannot contain '/'"},
+		"bad glob":             {"[[exception]]\nname = \"foo[\"\nreason = \"r\"\n", "path.Match syntax"},
+		"unknown rule":         {"[[exception]]\nname = \"foo\"\nreason = \"r\"\nrule = \"nobody\"\n", `rule = "nobody" is neither`},
+	} {
+		_, err := Parse([]byte(builders + tc.toml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error containing %q", name, err, tc.want)
+		}
+	}
+}

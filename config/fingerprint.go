@@ -12,7 +12,7 @@ import (
 // that decides what a verdict is or which checkpoints the follower
 // believes — the [[builder]] list in order (name, verifier key, log URL,
 // operator, weight; two names for one key are two entries), the [quorum]
-// section and the [[witness]] list — after defaults are applied, so that
+// section, the [[group]] and [[exception]] lists and the [[witness]] list — after defaults are applied, so that
 // writing a default out does not change it. Comments, formatting, the
 // listen address, upstreams and other settings that do not change a
 // verdict do not enter it.
@@ -30,11 +30,13 @@ func (c *Config) PolicyFingerprint() string {
 	// Whole sections are encoded, not picked fields: a field added to one
 	// of them later enters the fingerprint without anyone remembering to.
 	canonical := struct {
-		Version   string    `json:"version"`
-		Builders  []Builder `json:"builders"`
-		Quorum    Quorum    `json:"quorum"`
-		Witnesses []Witness `json:"witnesses"`
-	}{"vouch-policy/v1", d.Builders, d.Quorum, d.Witnesses}
+		Version    string      `json:"version"`
+		Builders   []Builder   `json:"builders"`
+		Quorum     Quorum      `json:"quorum"`
+		Groups     []Group     `json:"groups,omitempty"`
+		Exceptions []Exception `json:"exceptions,omitempty"`
+		Witnesses  []Witness   `json:"witnesses"`
+	}{"vouch-policy/v1", d.Builders, d.Quorum, d.Groups, d.Exceptions, d.Witnesses}
 	b, err := json.Marshal(canonical)
 	if err != nil {
 		panic("config: encoding the policy: " + err.Error()) // plain strings and numbers only

@@ -46,6 +46,8 @@ func TestPolicyFingerprint(t *testing.T) {
 		"quorum":    alice + "[quorum]\nmin = 1\non-conflict = \"majority\"\n",
 		"weight":    "[[builder]]\nname = \"alice\"\nvkey = \"" + vkey + "\"\nlog = \"http://a.example/log/\"\nweight = 2\n",
 		"witness":   alice + "[[witness]]\nname = \"w\"\nvkey = \"" + cosig + "\"\nurl = \"http://w.example/\"\n",
+		"group":     alice + "[[group]]\nname = \"g\"\nthreshold = 1\nmembers = [\"alice\"]\n[quorum]\ngroup = \"g\"\n",
+		"exception": alice + "[[exception]]\nname = \"foo-doc-*\"\nreason = \"timestamps\"\n",
 		"witnesses": alice + "[[witness]]\nname = \"w\"\nvkey = \"" + cosig + "\"\nurl = \"http://w.example/\"\n[quorum]\nwitnesses = 1\n",
 	} {
 		c := load(text)

@@ -35,6 +35,16 @@
 //     majority: the subject does not reproduce, and nobody can tell who is
 //     right. Only counted builders (listed, not compromised, one output)
 //     are counted in either.
+//   - By exception: subjects trusted only because one of the policy's
+//     exceptions admitted them (verdict.Verdict.Exception), each listed
+//     with the exception's reason. Their dissent is still counted above.
+//   - Missing (per subject not trusted): each configured builder without a
+//     counted claim for it (verdict.Verdict.Silent), with what its log's
+//     health says about why: "down" when its last sync attempt failed,
+//     "lagging" when its latest verified checkpoint holds entries not yet
+//     indexed (the claim may be among them), "not synced" before its first
+//     checkpoint, and "silent" when its log is up to date and simply holds
+//     no claim for the subject (it has not built it, or not yet logged it).
 //   - Log health: tree size of the latest verified checkpoint, entries
 //     indexed, lag (entries of that checkpoint not yet indexed), when the
 //     last sync attempt and the last successful one ended, the error of the
@@ -97,6 +107,8 @@ type Report struct {
 	Undecided []Subject `json:"undecided"`
 	// Outvotes lists the claims that lost against an agreeing quorum.
 	Outvotes []Outvote `json:"outvotes"`
+	// Exceptions lists the subjects an exception admitted.
+	Exceptions []ExceptionUse `json:"exceptions"`
 	// Subjects lists every subject when Options.AllSubjects is set.
 	Subjects []Subject `json:"subjects,omitempty"`
 }
@@ -108,6 +120,12 @@ type Policy struct {
 	Min          int    `json:"min"`
 	MinOperators int    `json:"min_operators"`
 	OnConflict   string `json:"on_conflict"`
+	Group        string `json:"group,omitempty"` // the group the agreeing builders must meet
+	Groups       int    `json:"groups"`          // groups defined
+	Exceptions   int    `json:"exceptions"`      // exceptions listed
+	// Fingerprint is verdict.Policy.Fingerprint: it changes whenever what
+	// the policy decides may change.
+	Fingerprint string `json:"fingerprint"`
 }
 
 // Totals are counts over every subject.
@@ -123,7 +141,19 @@ type Totals struct {
 	// output holding a quorum with a strict majority.
 	Outvoted        int `json:"outvoted"`
 	NonReproducible int `json:"non_reproducible"`
-	Evidence        int `json:"evidence"`
+	// ByException counts the subjects trusted only through an exception.
+	ByException int `json:"by_exception"`
+	Evidence    int `json:"evidence"`
+}
+
+// ExceptionUse is one subject an exception admitted.
+type ExceptionUse struct {
+	Kind    claim.Kind `json:"kind"`
+	Subject string     `json:"subject"`
+	Output  string     `json:"output"` // the output it admitted
+	Match   string     `json:"match"`  // what the exception matches
+	Rule    string     `json:"rule"`   // whose agreement sufficed
+	Reason  string     `json:"reason"` // the exception's reason
 }
 
 // Builder is one configured log's share of the claims.
@@ -167,6 +197,78 @@ type Subject struct {
 	Outcome verdict.Outcome `json:"outcome"`
 	Reason  string          `json:"reason"`
 	Outputs []Output        `json:"outputs"`
+	// Missing says why each silent builder is silent, for subjects that
+	// are not trusted (see the package doc).
+	Missing []Absent `json:"missing,omitempty"`
+}
+
+// Absent is a configured builder without a counted claim for a subject.
+type Absent struct {
+	Builder string `json:"builder"`
+	State   string `json:"state"`  // down, lagging, not synced or silent
+	Detail  string `json:"detail"` // the numbers or error behind State
+}
+
+// Absences explains a verdict's silent builders from the health of their
+// logs, as in the package doc. A builder with no entry in logs is "silent".
+func Absences(v *verdict.Verdict, logs []Log) []Absent {
+	if len(v.Silent) == 0 {
+		return nil
+	}
+	byName := make(map[string]*Log, len(logs))
+	for i := range logs {
+		byName[logs[i].Builder] = &logs[i]
+	}
+	out := make([]Absent, 0, len(v.Silent))
+	for _, name := range v.Silent {
+		a := Absent{Builder: name, State: "silent", Detail: "its log holds no claim for this subject"}
+		if l := byName[name]; l != nil {
+			switch {
+			case l.Error != "":
+				a.State, a.Detail = "down", "last sync failed: "+l.Error
+				if l.Age >= 0 {
+					a.Detail += fmt.Sprintf("; last synced %s ago", (time.Duration(l.Age) * time.Second).String())
+				} else {
+					a.Detail += "; never synced"
+				}
+			case l.Lag > 0:
+				a.State, a.Detail = "lagging", fmt.Sprintf("%d entries of its checkpoint not indexed yet", l.Lag)
+			case l.TreeSize == 0:
+				a.State, a.Detail = "not synced", "no checkpoint of its log verified yet"
+			default:
+				a.Detail = fmt.Sprintf("its log is indexed up to its checkpoint of size %d and holds no claim for this subject", l.TreeSize)
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// Missing explains the silent builders of a verdict from r's log health
+// at now (zero: time.Now()), for a single verdict outside a report.
+func Missing(r Reader, v *verdict.Verdict, now time.Time) ([]Absent, error) {
+	if len(v.Silent) == 0 {
+		return nil, nil
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	stats, err := r.Stats()
+	if err != nil {
+		return nil, fmt.Errorf("reading log states: %w", err)
+	}
+	logs := make([]Log, 0, len(stats))
+	for _, s := range stats {
+		l := Log{Builder: s.Name, Lag: s.Pending, Error: s.Health.Error, Age: -1}
+		if s.Checkpoint != nil {
+			l.TreeSize = s.Checkpoint.Size
+		}
+		if !s.Health.OK.IsZero() {
+			l.Age = now.Sub(s.Health.OK).Seconds()
+		}
+		logs = append(logs, l)
+	}
+	return Absences(v, logs), nil
 }
 
 // Output is one distinct output of a subject and who claimed it.
@@ -228,8 +330,10 @@ func Build(r Reader, p *verdict.Policy, opt Options) (*Report, error) {
 	rep := &Report{
 		Generated: now.UTC(),
 		Policy: Policy{Builders: len(p.Builders()), TotalWeight: p.TotalWeight(),
-			Min: p.Min, MinOperators: p.MinOperators, OnConflict: p.OnConflict},
+			Min: p.Min, MinOperators: p.MinOperators, OnConflict: p.OnConflict,
+			Group: p.Group, Groups: len(p.Groups), Exceptions: len(p.Exceptions), Fingerprint: p.Fingerprint()},
 		Disagreements: []Subject{}, BuiltByOne: []Single{}, Undecided: []Subject{}, Outvotes: []Outvote{},
+		Exceptions: []ExceptionUse{},
 	}
 
 	stats, err := r.Stats()
@@ -287,6 +391,9 @@ func Build(r Reader, p *verdict.Policy, opt Options) (*Report, error) {
 		for _, s := range page {
 			v := p.DecideEntries(s.Claims, r.Compromised)
 			sub := Subject{Kind: s.Kind, Subject: s.Subject, Outcome: v.Outcome, Reason: v.Reason, Outputs: outputs(s.Claims)}
+			if v.Outcome != verdict.Trusted {
+				sub.Missing = Absences(&v, rep.Logs)
+			}
 			rep.Totals.Subjects++
 			switch v.Outcome {
 			case verdict.Trusted:
@@ -295,6 +402,13 @@ func Build(r Reader, p *verdict.Policy, opt Options) (*Report, error) {
 				rep.Totals.Conflict++
 			default:
 				rep.Totals.Insufficient++
+			}
+			if e := v.Exception; e != nil {
+				rep.Totals.ByException++
+				if keep(len(rep.Exceptions)) {
+					rep.Exceptions = append(rep.Exceptions, ExceptionUse{Kind: s.Kind, Subject: s.Subject,
+						Output: v.Value.Output(), Match: e.Match, Rule: e.Rule, Reason: e.Reason})
+				}
 			}
 			if v.Outcome != verdict.Trusted && keep(len(rep.Undecided)) {
 				rep.Undecided = append(rep.Undecided, sub)

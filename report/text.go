@@ -14,8 +14,15 @@ func (r *Report) WriteText(w io.Writer) error {
 	ew := &errWriter{w: w}
 	p := r.Policy
 	fmt.Fprintf(ew, "vouch reproducibility report, %s\n", r.Generated.Format(time.RFC3339))
-	fmt.Fprintf(ew, "policy: %d of %d votes from %d builders, at least %d operators, on conflict %s\n\n",
+	fmt.Fprintf(ew, "policy: %d of %d votes from %d builders, at least %d operators, on conflict %s",
 		p.Min, p.TotalWeight, p.Builders, p.MinOperators, p.OnConflict)
+	if p.Group != "" {
+		fmt.Fprintf(ew, ", meeting group %s", p.Group)
+	}
+	if p.Exceptions > 0 {
+		fmt.Fprintf(ew, "; %d exception%s", p.Exceptions, map[bool]string{true: "s"}[p.Exceptions > 1])
+	}
+	fmt.Fprintf(ew, " (%s)\n\n", p.Fingerprint)
 
 	t := r.Totals
 	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
@@ -24,6 +31,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(tw, "built by one\t%d\toutputs only one builder claimed\n", t.BuiltByOne)
 	fmt.Fprintf(tw, "outvoted\t%d\tsubjects where a builder's output lost against an agreeing quorum\n", t.Outvoted)
 	fmt.Fprintf(tw, "non-reproducible\t%d\tsubjects with several outputs and no quorum majority for any\n", t.NonReproducible)
+	fmt.Fprintf(tw, "by exception\t%d\tsubjects trusted only because an exception admitted them\n", t.ByException)
 	fmt.Fprintf(tw, "evidence\t%d\trecorded misbehaviours (vouch evidence)\n", t.Evidence)
 	tw.Flush()
 
@@ -121,6 +129,13 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		more(len(r.Outvotes), len(r.Outvotes))
 	}
+	if len(r.Exceptions) > 0 {
+		fmt.Fprintf(ew, "\nsubjects admitted by an exception (%d)\n", r.Totals.ByException)
+		for _, e := range r.Exceptions {
+			fmt.Fprintf(ew, "  %s %s: %s (exception for %s, rule: %s): %s\n", e.Kind, e.Subject, e.Output, e.Match, e.Rule, e.Reason)
+		}
+		more(len(r.Exceptions), r.Totals.ByException)
+	}
 	if len(r.BuiltByOne) > 0 {
 		fmt.Fprintf(ew, "\noutputs only one builder claimed (%d)\n", r.Totals.BuiltByOne)
 		for _, s := range r.BuiltByOne {
@@ -137,6 +152,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(ew, "\nsubjects not trusted under this policy (%d)\n", undecided)
 		for _, s := range r.Undecided {
 			fmt.Fprintf(ew, "  %s %s: %s: %s\n", s.Kind, s.Subject, s.Outcome, s.Reason)
+			for _, a := range s.Missing {
+				fmt.Fprintf(ew, "      missing %s: %s (%s)\n", a.Builder, a.State, a.Detail)
+			}
 		}
 		more(len(r.Undecided), undecided)
 	}

@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"endpoint", "code"}),
 		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vouch_substituter_verdicts_total",
-			Help: "Path lookups by outcome: trusted, insufficient, conflict, unknown-path, realised, self-certified, error, bad-value.",
+			Help: "Path lookups by outcome: trusted, exception (trusted only through a policy exception), insufficient, conflict, unknown-path, realised, self-certified, error, bad-value.",
 		}, []string{"outcome"}),
 		realisations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vouch_substituter_realisation_verdicts_total",

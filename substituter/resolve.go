@@ -41,6 +41,9 @@ const (
 	outcomeRealised      = "realised"
 	outcomeError         = "error"
 	outcomeBadValue      = "bad-value"
+	// outcomeException is a path trusted only because one of the
+	// policy's exceptions admitted it (verdict.Verdict.Exception).
+	outcomeException = "exception"
 )
 
 // resolve finds what the path with hashPart must be, or says why it will
@@ -49,7 +52,11 @@ const (
 func (s *Server) resolve(ctx context.Context, hashPart string) (exp *expectation, code, reason string) {
 	q := s.quorum(hashPart)
 	if q.exp != nil {
-		s.metrics.verdicts.WithLabelValues(string(verdict.Trusted)).Inc()
+		outcome := string(verdict.Trusted)
+		if q.exception {
+			outcome = outcomeException
+		}
+		s.metrics.verdicts.WithLabelValues(outcome).Inc()
 		return q.exp, "", ""
 	}
 	if q.code == outcomeError || q.code == outcomeBadValue {
@@ -76,6 +83,7 @@ func (s *Server) resolve(ctx context.Context, hashPart string) (exp *expectation
 type quorumAnswer struct {
 	version      uint64 // the decider's Version when the answer was computed
 	exp          *expectation
+	exception    bool // exp is trusted only through a policy exception
 	code, reason string
 }
 
@@ -118,7 +126,10 @@ func (s *Server) decideQuorum(hashPart string) quorumAnswer {
 			s.log.Error("trusted verdict unusable", "path", storePath, "err", err)
 			return quorumAnswer{code: outcomeBadValue, reason: err.Error()}
 		}
-		return quorumAnswer{exp: exp}
+		if v.Exception != nil {
+			s.log.Info("path admitted by a policy exception", "path", storePath, "exception", v.Exception.Match, "reason", v.Exception.Reason)
+		}
+		return quorumAnswer{exp: exp, exception: v.Exception != nil}
 	}
 	reason := v.Reason
 	if reason == "" {

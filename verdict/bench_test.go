@@ -61,3 +61,31 @@ func BenchmarkDecideEntries(b *testing.B) {
 		p.DecideEntries(entries, nil)
 	}
 }
+
+// BenchmarkDecideEntriesGroups measures the rule with a group policy: the
+// package doc's release policy (two nested levels, a group counting
+// operators, so the assignment search runs) and one dissenter.
+func BenchmarkDecideEntriesGroups(b *testing.B) {
+	p := release("majority")
+	entries := entriesFor("ci1=X ci2=X r1=X r2=X r3=Y")
+	if v := p.DecideEntries(entries, nil); v.Outcome != Trusted {
+		b.Fatal(v.Reason)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		p.DecideEntries(entries, nil)
+	}
+}
+
+// BenchmarkDecideEntriesGroupsGreedy is the same without min-operators on
+// the community group: no builder is listed twice, so counting is exact
+// and no search runs.
+func BenchmarkDecideEntriesGroupsGreedy(b *testing.B) {
+	p := release("majority")
+	p.Groups[1].MinOperators = 0
+	entries := entriesFor("ci1=X ci2=X r1=X r2=X r3=Y")
+	b.ReportAllocs()
+	for b.Loop() {
+		p.DecideEntries(entries, nil)
+	}
+}

@@ -24,14 +24,22 @@ type Member struct {
 // Policy is the quorum rule of a node and the builders it applies to. The
 // package doc specifies how it decides. A Policy may be built by NewPolicy
 // or written as a literal; either way it is only read, so one Policy may be
-// shared by any number of goroutines. (Members may be changed between
-// verdicts, not during one: the resolved roster is cached and rebuilt when
-// Members no longer equal the list it was built from.)
+// shared by any number of goroutines. (Members, Groups, Group and
+// Exceptions may be changed between verdicts, not during one: the resolved
+// roster is cached and rebuilt when they no longer equal what it was built
+// from.)
 type Policy struct {
 	Members      []Member
 	Min          int    // agreeing weight needed
 	MinOperators int    // distinct operators needed among the agreeing builders
 	OnConflict   string // config.OnConflictMajority, or anything else for refuse
+	// Groups are the policy's named groups; Group, if set, names the one
+	// the agreeing builders must meet besides Min and MinOperators. Empty:
+	// the simple rule.
+	Groups []Group
+	Group  string
+	// Exceptions admit subjects known not to reproduce (see the package doc).
+	Exceptions []Exception
 
 	resolved atomic.Pointer[roster] // the last resolve(), with the members it was built from
 }
@@ -56,6 +64,13 @@ func NewPolicy(cfg *config.Config) (*Policy, error) {
 		Min:          c.Quorum.Min,
 		MinOperators: c.Quorum.MinOperators,
 		OnConflict:   c.Quorum.OnConflict,
+		Group:        c.Quorum.Group,
+	}
+	for _, g := range c.Groups {
+		p.Groups = append(p.Groups, Group{Name: g.Name, Need: g.Need(), Members: slices.Clone(g.Members), MinOperators: g.MinOperators})
+	}
+	for _, e := range c.Exceptions {
+		p.Exceptions = append(p.Exceptions, Exception{Subject: e.Subject, Name: e.Name, Reason: e.Reason, Rule: e.Rule})
 	}
 	for _, b := range c.Builders {
 		pub, err := keys.VerifierPublicKey(b.VKey)
@@ -63,6 +78,9 @@ func NewPolicy(cfg *config.Config) (*Policy, error) {
 			return nil, fmt.Errorf("policy: builder %q: %w", b.Name, err)
 		}
 		p.Members = append(p.Members, Member{Name: b.Name, Operator: b.Operator, Weight: b.Weight, KeyID: keys.KeyID(pub)})
+	}
+	if err := p.checkAttainable(); err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
 	}
 	return p, nil
 }
@@ -80,6 +98,43 @@ type roster struct {
 	total    int            // T: the configured weight
 	mixed    bool           // some builder's weight is not 1: talk of votes, not builders
 	members  []Member       // a copy of the Policy's Members it was built from
+	// rules are the compiled groups and exceptions, nil for the simple
+	// rule; source is a copy of what they were built from.
+	rules  *rules
+	source ruleSource
+}
+
+// ruleSource is the part of a Policy its rules are built from.
+type ruleSource struct {
+	groups     []Group
+	group      string
+	exceptions []Exception
+}
+
+func (p *Policy) ruleSource() ruleSource {
+	return ruleSource{groups: p.Groups, group: p.Group, exceptions: p.Exceptions}
+}
+
+// equal compares two sources; the simple rule's empty source costs two
+// length checks.
+func (a ruleSource) equal(b ruleSource) bool {
+	if len(a.groups)|len(b.groups)|len(a.exceptions)|len(b.exceptions) == 0 {
+		return a.group == b.group // the simple rule: every verdict comes here
+	}
+	return a.group == b.group && slices.Equal(a.exceptions, b.exceptions) &&
+		slices.EqualFunc(a.groups, b.groups, func(x, y Group) bool {
+			return x.Name == y.Name && x.Need == y.Need && x.MinOperators == y.MinOperators && slices.Equal(x.Members, y.Members)
+		})
+}
+
+// clone copies a source so that later changes to the Policy's slices are seen.
+func (a ruleSource) clone() ruleSource {
+	c := ruleSource{group: a.group, exceptions: slices.Clone(a.exceptions)}
+	for _, g := range a.groups {
+		g.Members = slices.Clone(g.Members)
+		c.groups = append(c.groups, g)
+	}
+	return c
 }
 
 // resolve applies rules 1 and 2 of the package doc. Every verdict needs the
@@ -89,10 +144,12 @@ type roster struct {
 // policy changed in place is never decided with a stale roster. Concurrent
 // callers may each build one; any of them is correct.
 func (p *Policy) resolve() *roster {
-	if r := p.resolved.Load(); r != nil && slices.Equal(r.members, p.Members) {
+	if r := p.resolved.Load(); r != nil && slices.Equal(r.members, p.Members) && r.source.equal(p.ruleSource()) {
 		return r
 	}
 	r := buildRoster(p.Members)
+	r.source = p.ruleSource().clone()
+	r.rules = buildRules(r.source.groups, r.source.group, r.source.exceptions, r)
 	p.resolved.Store(r)
 	return r
 }

@@ -294,6 +294,15 @@ func (p *Policy) DecideEntries(entries []Entry, compromised func(builder string)
 	majority := p.OnConflict == config.OnConflictMajority
 	strictMajority := 2*lead.weight > r.total
 	enough := lead.weight >= minWeight && lead.operators >= minOps
+	// Groups and exceptions live in calls of their own, so that the
+	// simple rule, decided for every path served, runs the same code as
+	// before they existed.
+	rs := r.rules
+	var group groupResult
+	if rs != nil && rs.root >= 0 {
+		group = rs.rootMet(ballots, groups, lead)
+		enough = enough && group.met
+	}
 	alone := len(groups) == 1
 	v.Outvoted = !alone && enough && strictMajority
 	switch {
@@ -313,6 +322,9 @@ func (p *Policy) DecideEntries(entries []Entry, compromised func(builder string)
 		w.str("only ")
 	}
 	w.agreeing(r, lead).str(" (need ").int(minWeight).str("), from ").int(lead.operators).str(" operator").str(plural(lead.operators)).str(" (need ").int(minOps).str(")")
+	if rs != nil && rs.root >= 0 {
+		w.groupClause(rs, ballots, groups, lead, group)
+	}
 	if !alone {
 		n := len(v.Disagreed)
 		w.str("; ").int(n).str(" disagree").str(pluralVerb(n)).str(" with ").int(len(groups) - 1).str(" other output").str(plural(len(groups) - 1))
@@ -326,8 +338,133 @@ func (p *Policy) DecideEntries(entries []Entry, compromised func(builder string)
 		}
 	}
 	w.tail(v.Silent, v.Compromised, equivocated)
+	if v.Outcome != Trusted && rs != nil && len(rs.exceptions) > 0 {
+		p.tryExceptions(&v, &w, r, groups, order, votes, ballots)
+	}
 	v.Reason = string(w)
 	return v
+}
+
+// index is the position of g in groups.
+func (g *outputGroup) index(groups []outputGroup) int {
+	for j := range groups {
+		if &groups[j] == g {
+			return j
+		}
+	}
+	return -1
+}
+
+// agreeingSet is the set of roster indices whose ballot counts for output
+// group g, as the bits of a tree's builder set.
+func agreeingSet(ballots []ballot, g int) uint64 {
+	var set uint64
+	for i := range ballots {
+		if ballots[i].votesFor == g && i < 64 {
+			set |= 1 << i
+		}
+	}
+	return set
+}
+
+// groupResult is what the policy's group says of an output.
+type groupResult struct{ met, exhausted bool }
+
+// rootMet evaluates the policy's group for the builders voting for g.
+func (rs *rules) rootMet(ballots []ballot, groups []outputGroup, g *outputGroup) groupResult {
+	met, exhausted := rs.tree.met(rs.root, agreeingSet(ballots, g.index(groups)), rs.rootSearch)
+	return groupResult{met, exhausted}
+}
+
+// groupClause says whether the policy's group was met by output g.
+func (w *reasonWriter) groupClause(rs *rules, ballots []ballot, groups []outputGroup, g *outputGroup, res groupResult) {
+	t, root := rs.tree, rs.root
+	name := t.nodes[root].name
+	agree := agreeingSet(ballots, g.index(groups))
+	met, exhausted := res.met, res.exhausted
+	switch {
+	case t.broken != "":
+		w.str("; group ").str(name).str(" cannot be evaluated (").str(t.broken).str(")")
+	case met:
+		w.str("; group ").str(name).str(" met")
+	case exhausted:
+		w.str("; group ").str(name).str(" could not be decided within the search limit and counts as not met")
+	default:
+		w.str("; ")
+		if ok, _, _ := t.count(root, agree); ok {
+			w.str("group ").str(name).str(" not met with each builder counted once (a builder listed in two groups meets only one)")
+			return
+		}
+		t.explainNode(w, root, agree)
+	}
+}
+
+// tryExceptions applies the first exception that covers the verdict's
+// subject, if any.
+func (p *Policy) tryExceptions(v *Verdict, w *reasonWriter, r *roster, groups []outputGroup, order []*outputGroup, votes []Vote, ballots []ballot) {
+	lead := order[0]
+	if ex := r.rules.exceptionFor(string(lead.claim.Kind), lead.claim.Subject); ex != nil {
+		p.applyException(v, w, ex, r, groups, order, votes, ballots)
+	}
+}
+
+// applyException admits the subject under ex if exactly one output meets
+// the exception's rule (the package doc, "Exceptions"), and says what it
+// did in the reason either way.
+func (p *Policy) applyException(v *Verdict, w *reasonWriter, ex *exceptionRule, r *roster, groups []outputGroup, order []*outputGroup, votes []Vote, ballots []ballot) {
+	rs := r.rules
+	minWeight, minOps := max(p.Min, 1), max(p.MinOperators, 1)
+	meets := func(g *outputGroup) bool {
+		agree := agreeingSet(ballots, g.index(groups))
+		if ex.node >= 0 {
+			ok, _ := rs.tree.met(ex.node, agree, ex.search)
+			return ok
+		}
+		if g.weight < minWeight || g.operators < minOps {
+			return false
+		}
+		if rs.root >= 0 {
+			ok, _ := rs.tree.met(rs.root, agree, rs.rootSearch)
+			return ok
+		}
+		return true
+	}
+	chosen, n := -1, 0
+	for rank, g := range order {
+		if meets(g) {
+			chosen, n = rank, n+1
+		}
+	}
+	rule := "the policy's rule"
+	if ex.node >= 0 {
+		rule = ex.Rule
+	}
+	w.str("; exception for ").str(ex.describe()).str(" (rule: ").str(rule).str(")")
+	switch n {
+	case 0:
+		w.str(" matches, but no output meets its rule")
+		return
+	case 1:
+	default:
+		w.str(" matches, but ").int(n).str(" outputs meet its rule, so none is chosen")
+		return
+	}
+	// The chosen output's votes are Agreed, every other vote Disagreed,
+	// still output by output in rank order.
+	from := 0
+	for _, g := range order[:chosen] {
+		from += g.voters
+	}
+	g := order[chosen]
+	agreed := votes[from : from+g.voters : from+g.voters]
+	disagreed := make([]Vote, 0, len(votes)-g.voters)
+	disagreed = append(append(disagreed, votes[:from]...), votes[from+g.voters:]...)
+	v.Agreed, v.Disagreed = agreed, disagreed
+	v.Outcome = Trusted
+	value := *g.claim
+	v.Value = &value
+	v.Exception = &ExceptionUse{Match: ex.describe(), Rule: rule, Reason: ex.Reason}
+	w.str(" admits it: ").str(ex.Reason)
 }
 
 // unit is what the configured weight counts.

@@ -35,6 +35,17 @@ type Verdict struct {
 	// agreeing quorum (a liar or a broken builder stands out), rather than
 	// the subject simply not reproducing (no output with such a majority).
 	Outvoted bool `json:"outvoted,omitempty"`
+	// Exception is set when the policy's rule did not trust the subject
+	// and one of its exceptions admitted it: Outcome is Trusted only
+	// because of it. Every such verdict carries it.
+	Exception *ExceptionUse `json:"exception,omitempty"`
+}
+
+// ExceptionUse records that an exception admitted a subject.
+type ExceptionUse struct {
+	Match  string `json:"match"`  // what the exception matches: "subject …" or "name …"
+	Rule   string `json:"rule"`   // the group or builder whose agreement sufficed, or "the policy's rule"
+	Reason string `json:"reason"` // the exception's reason, as configured
 }
 
 // Vote is one builder's claim as used in a verdict.

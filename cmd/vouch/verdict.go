@@ -7,10 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/config"
 	"github.com/vouch-dev/vouch/query"
+	"github.com/vouch-dev/vouch/report"
 	"github.com/vouch-dev/vouch/verdict"
 )
 
@@ -47,6 +49,11 @@ func runVerdict(args []string) int {
 	if err != nil {
 		return fail("verdict: %v", err)
 	}
+	var missing []report.Absent
+	if x := query.LocalIndex(src); x != nil && v.Outcome != verdict.Trusted && !*asJSON {
+		// Say who is missing and why, as the report does.
+		missing, _ = report.Missing(x, &v, time.Time{})
+	}
 	if o := src.Origin(); o != "" {
 		fmt.Fprintf(os.Stderr, "vouch: %s\n", o)
 	}
@@ -58,6 +65,7 @@ func runVerdict(args []string) int {
 		}
 	} else {
 		printVerdict(os.Stdout, v)
+		printMissing(os.Stdout, missing)
 	}
 	if v.Outcome != verdict.Trusted {
 		return 1
@@ -108,6 +116,17 @@ func verdictSubject(kind, arg string) (claim.Kind, string, error) {
 	return "", "", fmt.Errorf("unknown --kind %q (want nix, nix-ca or oci)", kind)
 }
 
+// printMissing lists the silent builders of a verdict with why they are.
+func printMissing(w io.Writer, missing []report.Absent) {
+	for i, a := range missing {
+		label := "missing:"
+		if i > 0 {
+			label = ""
+		}
+		fmt.Fprintf(w, "%-12s %s: %s (%s)\n", label, a.Builder, a.State, a.Detail)
+	}
+}
+
 // printVerdict writes the verdict for a human.
 func printVerdict(w io.Writer, v verdict.Verdict) {
 	fmt.Fprintf(w, "%s: %s %s\n", v.Outcome, v.Kind, v.Subject)
@@ -115,6 +134,9 @@ func printVerdict(w io.Writer, v verdict.Verdict) {
 		fmt.Fprintf(w, "value:       %s\n", v.Value.Output())
 	}
 	fmt.Fprintf(w, "reason:      %s\n", v.Reason)
+	if e := v.Exception; e != nil {
+		fmt.Fprintf(w, "exception:   admitted by the exception for %s (rule: %s): %s\n", e.Match, e.Rule, e.Reason)
+	}
 	votes := func(label string, vs []verdict.Vote, withOutput bool) {
 		if len(vs) == 0 {
 			fmt.Fprintf(w, "%-12s -\n", label)
