@@ -33,11 +33,15 @@ func runSubmit(args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 24*time.Hour)
 	defer cancel()
-	// Like vouch verdict, take ./result (a symlink into the store), a path
-	// inside a store path, or a basename; refuse derivations, which are
-	// not build outputs.
+	// Like vouch verdict, take ./result (a symlink into the store) or a
+	// basename; refuse a file inside a store path (it is not what a build
+	// produced: say which path is) and derivations.
 	var paths []string
 	for _, arg := range fs.Args() {
+		if rest, ok := strings.CutPrefix(arg, claim.StoreDir+"/"); ok && strings.Contains(strings.Trim(rest, "/"), "/") {
+			base, _, _ := strings.Cut(rest, "/")
+			return fail("%s is not a store path: it is a file inside %s/%s; submit that path", arg, claim.StoreDir, base)
+		}
 		_, p, err := verdictSubject(string(claim.KindNix), arg)
 		if err != nil {
 			return fail("%v", err)
