@@ -23,7 +23,10 @@ git -C "$work/src" checkout --quiet --detach "$rev"
 (cd "$work/src" && CGO_ENABLED=0 GOOS=linux GOFLAGS=-buildvcs=true \
 	go build -trimpath -ldflags=-buildid= -o "$work/vouch" ./cmd/vouch)
 version=$("$work/vouch" version | awk '{print $2; exit}')
+# A CA bundle differs between machines, so it is left out unless asked for
+# (VOUCH_IMAGE_CA=/etc/ssl/certs/ca-certificates.crt); mount the host's
+# /etc/ssl/certs to follow logs over https.
 certs=()
-[ -r /etc/ssl/certs/ca-certificates.crt ] && certs=(--ca-certificates /etc/ssl/certs/ca-certificates.crt)
+[ -n "${VOUCH_IMAGE_CA:-}" ] && certs=(--ca-certificates "$VOUCH_IMAGE_CA")
 (cd "$work/src" && go run ./packaging/image --binary "$work/vouch" --time "$epoch" --arch "$goarch" \
 	--version "$version" --revision "$rev" "${certs[@]}" --layout "$out" "$@")
