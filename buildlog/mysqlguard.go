@@ -1,0 +1,299 @@
+package buildlog
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/transparency-dev/tessera"
+
+	"github.com/vouch-dev/vouch/claim"
+)
+
+// mysqlGuard is the SubjectGuard of a shared log: a table in the log's
+// database with one row per subject, keyed by SHA-256 of the subject key.
+//
+// Reserve inserts the row before the append (logIndex NULL: reserved);
+// the database's primary key makes the insert succeed for exactly one
+// writer, whichever frontend it runs in, which is what makes
+// check-and-record linearizable. Confirm sets logIndex; a confirmed row is
+// never changed or removed. A writer that finds a reserved row waits for it
+// to be confirmed or released.
+//
+// The row also records fromIndex, the log's next index just before the
+// reservation: if the holder's claim reached the log, it is at or above
+// it. A reservation left unconfirmed for longer than staleAfter (its
+// holder crashed, or lost the database after appending) is resolved by the
+// next writer that meets it: it waits until every entry sequenced so far
+// is integrated, then searches the log from fromIndex. If the claim is
+// there, the row is confirmed with its index; if not, the row is deleted
+// and the subject is free. Each row carries a random token so that a
+// resolution or a late Confirm only ever acts on the reservation it saw.
+//
+// This relies on one assumption, a lease: a live frontend finishes an
+// append (its batch committed to the database, or failed) within
+// staleAfter of reserving. tessera commits a batch within its batch age
+// (milliseconds), so the default of two minutes leaves a wide margin; a
+// frontend paused for longer (a stopped VM) could see its Confirm refused,
+// and reports it.
+type mysqlGuard struct {
+	db         *sql.DB
+	reader     tessera.LogReader // set once the engine runs, before any Reserve
+	staleAfter time.Duration
+}
+
+// reservationPoll is how often a writer re-reads a subject another writer
+// has reserved.
+const reservationPoll = 10 * time.Millisecond
+
+func openMySQLGuard(ctx context.Context, dsn *mysql.Config, origin string, staleAfter time.Duration) (*mysqlGuard, error) {
+	if staleAfter == 0 {
+		staleAfter = 2 * time.Minute
+	}
+	db, err := openMySQLDB(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("buildlog: subject guard: %w", err)
+	}
+	g := &mysqlGuard{db: db, staleAfter: staleAfter}
+	for _, stmt := range []string{
+		`CREATE TABLE IF NOT EXISTS VouchLog (
+			id INT UNSIGNED NOT NULL,
+			origin VARCHAR(255) NOT NULL,
+			PRIMARY KEY (id)
+		)`,
+		`CREATE TABLE IF NOT EXISTS VouchSubjects (
+			subjectHash BINARY(32) NOT NULL,
+			claim MEDIUMBLOB NOT NULL,
+			logIndex BIGINT UNSIGNED NULL,
+			fromIndex BIGINT UNSIGNED NOT NULL,
+			token BINARY(16) NOT NULL,
+			reservedAt TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+			PRIMARY KEY (subjectHash)
+		)`,
+	} {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("buildlog: create the subject guard's tables: %w", err)
+		}
+	}
+	if err := g.checkOrigin(ctx, origin); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// checkOrigin pins the database to one log, as the origin file does for a
+// POSIX log: a frontend with another key would sign a fork of the log.
+func (g *mysqlGuard) checkOrigin(ctx context.Context, origin string) error {
+	if _, err := g.db.ExecContext(ctx, `INSERT IGNORE INTO VouchLog (id, origin) VALUES (0, ?)`, origin); err != nil {
+		return fmt.Errorf("buildlog: record the log's origin: %w", err)
+	}
+	var got string
+	if err := g.db.QueryRowContext(ctx, `SELECT origin FROM VouchLog WHERE id = 0`).Scan(&got); err != nil {
+		return fmt.Errorf("buildlog: read the log's origin: %w", err)
+	}
+	if got != origin {
+		return fmt.Errorf("buildlog: the shared log in this database was created for key %q but the configured key is %q; every frontend of a log must use the same key", got, origin)
+	}
+	return nil
+}
+
+func subjectKeyHash(key string) []byte {
+	h := sha256.Sum256([]byte(key))
+	return h[:]
+}
+
+func (g *mysqlGuard) Reserve(ctx context.Context, c *claim.Claim) (Reservation, error) {
+	entry, err := c.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	h := claimKeyHash(c)
+	for {
+		from, err := g.reader.NextIndex(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("buildlog: read the log's next index: %w", err)
+		}
+		var token [16]byte
+		rand.Read(token[:])
+		_, err = g.db.ExecContext(ctx,
+			`INSERT INTO VouchSubjects (subjectHash, claim, logIndex, fromIndex, token) VALUES (?, ?, NULL, ?, ?)`,
+			h, entry, from, token[:])
+		if err == nil {
+			return &mysqlReservation{g: g, h: h, token: token[:]}, nil
+		}
+		if !isDuplicateKey(err) {
+			return nil, fmt.Errorf("buildlog: reserve the subject: %w", err)
+		}
+		row, err := g.read(ctx, h)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			// Released since the insert failed: try again.
+			continue
+		case err != nil:
+			return nil, err
+		case row.logIndex.Valid:
+			logged, err := claim.Parse(row.claim)
+			if err != nil {
+				return nil, fmt.Errorf("buildlog: the subject guard holds an invalid claim for %s: %w", c.Key(), err)
+			}
+			return loggedReservation{logged, uint64(row.logIndex.Int64)}, nil
+		case row.age >= g.staleAfter:
+			if err := g.resolve(ctx, h, row); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("buildlog: waiting for another frontend's append of %s: %w", c.Key(), ctx.Err())
+		case <-time.After(reservationPoll):
+		}
+	}
+}
+
+type subjectRow struct {
+	claim     []byte
+	logIndex  sql.NullInt64
+	fromIndex uint64
+	token     []byte
+	age       time.Duration
+}
+
+func (g *mysqlGuard) read(ctx context.Context, h []byte) (subjectRow, error) {
+	var r subjectRow
+	var ageMicros int64
+	err := g.db.QueryRowContext(ctx,
+		`SELECT claim, logIndex, fromIndex, token, TIMESTAMPDIFF(MICROSECOND, reservedAt, CURRENT_TIMESTAMP(6)) FROM VouchSubjects WHERE subjectHash = ?`, h).
+		Scan(&r.claim, &r.logIndex, &r.fromIndex, &r.token, &ageMicros)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("buildlog: read the subject guard: %w", err)
+	}
+	r.age = time.Duration(ageMicros) * time.Microsecond
+	return r, err
+}
+
+// resolve settles a stale reservation from the log: confirmed at the
+// index where its claim is, or deleted if the claim is not in the log.
+func (g *mysqlGuard) resolve(ctx context.Context, h []byte, row subjectRow) error {
+	next, err := g.reader.NextIndex(ctx)
+	if err != nil {
+		return fmt.Errorf("buildlog: resolve a stale reservation: %w", err)
+	}
+	// Everything sequenced so far — the dead holder's claim included, if it
+	// got that far — must be integrated before the log can be searched.
+	for {
+		size, err := g.reader.IntegratedSize(ctx)
+		if err != nil {
+			return fmt.Errorf("buildlog: resolve a stale reservation: %w", err)
+		}
+		if size >= next {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("buildlog: resolve a stale reservation: waiting for entries up to %d to be integrated: %w", next, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	var found bool
+	var foundAt uint64
+	var foundEntry []byte
+	err = scanEntries(ctx, g.reader, row.fromIndex, next, func(idx uint64, entry []byte) bool {
+		c, err := claim.Parse(entry)
+		if err != nil || string(claimKeyHash(c)) != string(h) {
+			return true
+		}
+		found, foundAt, foundEntry = true, idx, entry
+		return false
+	})
+	if err != nil {
+		return fmt.Errorf("buildlog: resolve a stale reservation: %w", err)
+	}
+	if found {
+		_, err = g.db.ExecContext(ctx,
+			`UPDATE VouchSubjects SET logIndex = ?, claim = ? WHERE subjectHash = ? AND token = ? AND logIndex IS NULL`,
+			foundAt, foundEntry, h, row.token)
+	} else {
+		_, err = g.db.ExecContext(ctx,
+			`DELETE FROM VouchSubjects WHERE subjectHash = ? AND token = ? AND logIndex IS NULL`, h, row.token)
+	}
+	if err != nil {
+		return fmt.Errorf("buildlog: resolve a stale reservation: %w", err)
+	}
+	return nil
+}
+
+func (g *mysqlGuard) Lookup(ctx context.Context, kind claim.Kind, subject string) (*claim.Claim, uint64, bool, error) {
+	row, err := g.read(ctx, subjectKeyHash(string(kind)+" "+subject))
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && !row.logIndex.Valid) {
+		return nil, 0, false, nil
+	}
+	if err != nil {
+		return nil, 0, false, err
+	}
+	c, err := claim.Parse(row.claim)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("buildlog: the subject guard holds an invalid claim for %s %s: %w", kind, subject, err)
+	}
+	return c, uint64(row.logIndex.Int64), true, nil
+}
+
+func (g *mysqlGuard) Close() error { return g.db.Close() }
+
+type mysqlReservation struct {
+	g     *mysqlGuard
+	h     []byte
+	token []byte
+}
+
+func (r *mysqlReservation) Logged() (*claim.Claim, uint64, bool) { return nil, 0, false }
+
+func (r *mysqlReservation) Confirm(ctx context.Context, idx uint64) error {
+	// The claim is in the log: finish recording it even if the caller has
+	// gone.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	res, err := r.g.db.ExecContext(ctx,
+		`UPDATE VouchSubjects SET logIndex = ? WHERE subjectHash = ? AND token = ? AND logIndex IS NULL`, idx, r.h, r.token)
+	if err != nil {
+		// The row stays reserved; it goes stale and is resolved from the
+		// log, where the claim is.
+		return err
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		// Another frontend resolved the reservation as stale. If it found
+		// the claim, the row says so; anything else breaks the lease.
+		row, err := r.g.read(ctx, r.h)
+		if err == nil && row.logIndex.Valid && uint64(row.logIndex.Int64) == idx {
+			return nil
+		}
+		return fmt.Errorf("the subject's reservation expired before the append finished (longer than %v): the log may hold a conflicting claim for it", r.g.staleAfter)
+	}
+	return nil
+}
+
+// Abandon releases the subject only when the append certainly did not
+// happen: tessera pushed the batch back before sequencing it. Any other
+// failure may have happened after the batch was committed; the reservation
+// is then left to go stale and be resolved from the log.
+func (r *mysqlReservation) Abandon(appendErr error) {
+	if !errors.Is(appendErr, tessera.ErrPushback) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r.g.db.ExecContext(ctx, `DELETE FROM VouchSubjects WHERE subjectHash = ? AND token = ? AND logIndex IS NULL`, r.h, r.token)
+}
+
+// isDuplicateKey reports a MySQL ER_DUP_ENTRY (1062).
+func isDuplicateKey(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == 1062
+}

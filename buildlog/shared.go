@@ -1,0 +1,161 @@
+package buildlog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/go-sql-driver/mysql"
+	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/api"
+	tesseraaws "github.com/transparency-dev/tessera/storage/aws"
+
+	"github.com/vouch-dev/vouch/claim"
+)
+
+// Shared places a log in S3-compatible object storage, with a
+// MySQL-compatible database sequencing its entries and guarding its
+// subjects (tessera's AWS driver). Every frontend of one log is configured
+// with the same Shared and the same builder key; each needs nothing else in
+// common. The bucket holds the published log in tlog-tiles layout, so
+// followers may read it from the bucket's (or a CDN's) URL directly.
+type Shared struct {
+	// Bucket holds the tiles, entry bundles and checkpoint; it must exist.
+	Bucket string
+	// Prefix, if set, is prepended to every object name, to keep several
+	// logs in one bucket.
+	Prefix string
+	// Endpoint is the S3 server's URL, for S3-compatible servers; empty
+	// means AWS S3 itself. Requests then use path-style addressing
+	// (ENDPOINT/BUCKET/OBJECT).
+	Endpoint string
+	// Region defaults to us-east-1.
+	Region string
+	// AccessKey and SecretKey are static credentials; if empty, the AWS
+	// SDK's default chain (environment, shared files, instance role) is
+	// used.
+	AccessKey, SecretKey string
+	// DSN is the database's data source name for
+	// github.com/go-sql-driver/mysql, e.g.
+	// "vouch:pw@tcp(db:3306)/vouchlog". The database must exist; tessera's
+	// and vouch's tables are created in it.
+	DSN string
+	// StaleReservation is how long a subject reservation may stay
+	// unconfirmed before another frontend resolves it from the log (its
+	// holder is then presumed dead). It must comfortably exceed the time
+	// one append can take. Default 2 minutes.
+	StaleReservation time.Duration
+}
+
+func openShared(ctx context.Context, opts Options) (*Log, error) {
+	sh := opts.Shared
+	if sh.Bucket == "" || sh.DSN == "" {
+		return nil, errors.New("buildlog: a shared log needs both a bucket and a database DSN")
+	}
+	dsn, err := mysql.ParseDSN(sh.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("buildlog: database DSN: %w (want e.g. user:password@tcp(host:3306)/database)", err)
+	}
+	region := sh.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	loadOpts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(region)}
+	if sh.AccessKey != "" || sh.SecretKey != "" {
+		loadOpts = append(loadOpts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(sh.AccessKey, sh.SecretKey, "")))
+	}
+	sdk, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("buildlog: S3 configuration: %w", err)
+	}
+	s3Opts := func(o *s3.Options) {
+		if sh.Endpoint != "" {
+			o.BaseEndpoint = aws.String(sh.Endpoint)
+			o.UsePathStyle = true
+		}
+	}
+	guard, err := openMySQLGuard(ctx, dsn, opts.Identity.Name, sh.StaleReservation)
+	if err != nil {
+		return nil, err
+	}
+
+	l := newLog(opts.Identity.Name)
+	l.guard = guard
+	bg, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	driver, err := tesseraaws.New(bg, tesseraaws.Config{
+		SDKConfig: &sdk,
+		S3Options: s3Opts,
+		Bucket:    sh.Bucket,
+		// tessera joins the prefix with filepath.Join.
+		BucketPrefix: sh.Prefix,
+		DSN:          dsn.FormatDSN(),
+	})
+	if err != nil {
+		l.closeAfterFailedOpen()
+		return nil, fmt.Errorf("buildlog: shared log: %w", err)
+	}
+	if err := l.start(bg, driver, opts); err != nil {
+		l.closeAfterFailedOpen()
+		return nil, fmt.Errorf("buildlog: start the shared log in bucket %q: %w", sh.Bucket, err)
+	}
+	guard.reader = l.reader
+	return l, nil
+}
+
+// scanEntries calls fn with every entry in [from, to) of the integrated
+// log, in order, until fn returns false. to must not exceed the integrated
+// size.
+func scanEntries(ctx context.Context, reader tessera.LogReader, from, to uint64, fn func(idx uint64, entry []byte) bool) error {
+	for from < to {
+		bundle := from / 256
+		n := to - bundle*256
+		var p uint8
+		if n < 256 {
+			p = uint8(n)
+		} else {
+			n = 256
+		}
+		raw, err := reader.ReadEntryBundle(ctx, bundle, p)
+		if err != nil {
+			return fmt.Errorf("read entry bundle %d: %w", bundle, err)
+		}
+		var eb api.EntryBundle
+		if err := eb.UnmarshalText(raw); err != nil || uint64(len(eb.Entries)) < n {
+			return fmt.Errorf("entry bundle %d is corrupt (want %d entries): %v", bundle, n, err)
+		}
+		for i := from - bundle*256; i < n; i++ {
+			if !fn(bundle*256+i, eb.Entries[i]) {
+				return nil
+			}
+		}
+		from = bundle*256 + n
+	}
+	return nil
+}
+
+// openMySQLDB opens a connection pool and checks that the server answers.
+func openMySQLDB(ctx context.Context, dsn *mysql.Config) (*sql.DB, error) {
+	connector, err := mysql.NewConnector(dsn)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(connector)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("reach the database at %s: %w", dsn.Addr, err)
+	}
+	return db, nil
+}
+
+// claimKeyHash is the key of a subject in the shared guard: SHA-256 of
+// "kind subject", in full, so that distinct subjects never share a row.
+func claimKeyHash(c *claim.Claim) []byte { return subjectKeyHash(c.Key()) }
