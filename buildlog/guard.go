@@ -91,9 +91,11 @@ type loggedReservation struct {
 	idx uint64
 }
 
-func (r loggedReservation) Logged() (*claim.Claim, uint64, bool)  { return r.c, r.idx, true }
-func (r loggedReservation) Confirm(context.Context, uint64) error { panic("buildlog: Confirm on a logged subject") }
-func (r loggedReservation) Abandon(error)                         { panic("buildlog: Abandon on a logged subject") }
+func (r loggedReservation) Logged() (*claim.Claim, uint64, bool) { return r.c, r.idx, true }
+func (r loggedReservation) Confirm(context.Context, uint64) error {
+	panic("buildlog: Confirm on a logged subject")
+}
+func (r loggedReservation) Abandon(error) { panic("buildlog: Abandon on a logged subject") }
 
 type localReservation struct {
 	s       *subjectIndex
