@@ -132,7 +132,13 @@ func isNotFound(err error) bool {
 		return false
 	}
 	var noKey *types.NoSuchKey
-	return errors.Is(err, os.ErrNotExist) || errors.As(err, &noKey)
+	if errors.Is(err, os.ErrNotExist) || errors.As(err, &noKey) {
+		return true
+	}
+	// tessera's AWS reader flattens a missing tile's or bundle's error into
+	// text (fmt %v), so the S3 error's type is lost; its text remains.
+	msg := err.Error()
+	return strings.Contains(msg, "NoSuchKey") || strings.Contains(msg, "StatusCode: 404")
 }
 
 // servablePath reports whether p is a tlog-tiles resource and whether it is

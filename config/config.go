@@ -465,9 +465,6 @@ func (c *Config) Validate() error {
 		if l.StaleReservation.Duration < 0 || (l.StaleReservation.Duration > 0 && l.StaleReservation.Duration < time.Second) {
 			bad("log: stale-reservation = %v is too short (at least 1s; default 2m)", l.StaleReservation.Duration)
 		}
-		if c.Key == "" {
-			bad("log: backend = %q is for a builder's log and needs key", LogBackendS3)
-		}
 	default:
 		bad("log: backend = %q: want %q or %q", l.Backend, LogBackendPOSIX, LogBackendS3)
 	}

@@ -182,7 +182,6 @@ func TestLogBackend(t *testing.T) {
 		"unknown backend": {"[log]\nbackend = \"gcs\"\n", `backend = "gcs"`},
 		"no bucket":       {`key = "/k"` + "\n[log]\nbackend = \"s3\"\ndsn = \"x\"\n", "needs bucket"},
 		"no dsn":          {`key = "/k"` + "\n[log]\nbackend = \"s3\"\nbucket = \"b\"\n", "needs dsn"},
-		"no key":          {"[log]\nbackend = \"s3\"\nbucket = \"b\"\ndsn = \"x\"\n", "needs key"},
 		"half creds":      {`key = "/k"` + "\n[log]\nbackend = \"s3\"\nbucket = \"b\"\ndsn = \"x\"\naccess-key = \"a\"\n", "both access-key and secret-key"},
 		"bad endpoint":    {`key = "/k"` + "\n[log]\nbackend = \"s3\"\nbucket = \"b\"\ndsn = \"x\"\nendpoint = \"s3.example\"\n", "endpoint"},
 		"posix + bucket":  {"[log]\nbucket = \"b\"\n", "need backend"},
