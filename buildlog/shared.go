@@ -112,30 +112,42 @@ func openShared(ctx context.Context, opts Options) (*Log, error) {
 // scanEntries calls fn with every entry in [from, to) of the integrated
 // log, in order, until fn returns false. to must not exceed the integrated
 // size.
+//
+// An entry bundle is read at the width the current integrated size gives
+// it: only the partial bundles of tree sizes the log actually reached were
+// written, and the garbage collector removes them once the bundle is
+// full, so a bundle that is missing is read again at the newer size.
 func scanEntries(ctx context.Context, reader tessera.LogReader, from, to uint64, fn func(idx uint64, entry []byte) bool) error {
-	for from < to {
+	for tries := 0; from < to; {
+		size, err := reader.IntegratedSize(ctx)
+		if err != nil {
+			return fmt.Errorf("read the integrated size: %w", err)
+		}
 		bundle := from / 256
-		n := to - bundle*256
 		var p uint8
-		if n < 256 {
+		if n := size - bundle*256; n < 256 {
 			p = uint8(n)
-		} else {
-			n = 256
 		}
 		raw, err := reader.ReadEntryBundle(ctx, bundle, p)
+		if isNotFound(err) && tries < 5 {
+			tries++
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("read entry bundle %d: %w", bundle, err)
 		}
+		tries = 0
 		var eb api.EntryBundle
-		if err := eb.UnmarshalText(raw); err != nil || uint64(len(eb.Entries)) < n {
-			return fmt.Errorf("entry bundle %d is corrupt (want %d entries): %v", bundle, n, err)
+		end := min(to, bundle*256+256) - bundle*256
+		if err := eb.UnmarshalText(raw); err != nil || uint64(len(eb.Entries)) < end {
+			return fmt.Errorf("entry bundle %d is corrupt (want %d entries): %v", bundle, end, err)
 		}
-		for i := from - bundle*256; i < n; i++ {
+		for i := from - bundle*256; i < end; i++ {
 			if !fn(bundle*256+i, eb.Entries[i]) {
 				return nil
 			}
 		}
-		from = bundle*256 + n
+		from = bundle*256 + end
 	}
 	return nil
 }
