@@ -122,6 +122,13 @@ func printBanner(cfg *config.Config, n *node.Node, addr string) {
 	if id := n.Identity(); id != nil {
 		fmt.Printf("  log:          http://%s/log/  (origin %q)\n", addr, id.Name)
 		fmt.Printf("  verifier key: %s\n", id.VerifierKey)
+		if lc := cfg.Log; lc.Backend == config.LogBackendS3 {
+			where := lc.Endpoint
+			if where == "" {
+				where = "AWS S3"
+			}
+			fmt.Printf("  published in: bucket %q on %s, shared with the log's other frontends (followers may use the bucket's URL as this builder's log)\n", lc.Bucket, where)
+		}
 		if pub, err := os.ReadFile(strings.TrimSuffix(cfg.Key, ".key") + ".nix.pub"); err == nil {
 			fmt.Printf("  nix key:      %s", pub)
 		}
