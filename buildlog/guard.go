@@ -47,6 +47,10 @@ type Reservation interface {
 	// When ok is true the caller holds nothing: Confirm and Abandon must not
 	// be called.
 	Logged() (c *claim.Claim, index uint64, ok bool)
+	// Renew tells the guard the holder is alive and about to try the append
+	// (again). An error means the reservation is no longer held — it was
+	// resolved as stale — and the claim must not be appended.
+	Renew(ctx context.Context) error
 	// Confirm records that the reserved claim is in the log at index.
 	Confirm(ctx context.Context, index uint64) error
 	// Abandon gives the reservation up after the append failed with
@@ -95,7 +99,8 @@ func (r loggedReservation) Logged() (*claim.Claim, uint64, bool) { return r.c, r
 func (r loggedReservation) Confirm(context.Context, uint64) error {
 	panic("buildlog: Confirm on a logged subject")
 }
-func (r loggedReservation) Abandon(error) { panic("buildlog: Abandon on a logged subject") }
+func (r loggedReservation) Renew(context.Context) error { panic("buildlog: Renew on a logged subject") }
+func (r loggedReservation) Abandon(error)               { panic("buildlog: Abandon on a logged subject") }
 
 type localReservation struct {
 	s       *subjectIndex
@@ -104,6 +109,9 @@ type localReservation struct {
 }
 
 func (r *localReservation) Logged() (*claim.Claim, uint64, bool) { return nil, 0, false }
+
+// Renew has nothing to do: an in-process lock does not expire.
+func (r *localReservation) Renew(context.Context) error { return nil }
 
 func (r *localReservation) Confirm(_ context.Context, idx uint64) error {
 	r.s.record(r.h, idx)

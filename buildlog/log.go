@@ -393,7 +393,7 @@ func (l *Log) Add(ctx context.Context, c *claim.Claim) (Result, error) {
 		}
 		return Result{}, &ConflictError{Logged: logged, Index: idx}
 	}
-	idx, err := l.append(ctx, entry)
+	idx, err := l.append(ctx, entry, r.Renew)
 	if err != nil {
 		r.Abandon(err)
 		return Result{}, fmt.Errorf("append (the claim may or may not be logged; retrying is safe): %w", err)
@@ -406,10 +406,17 @@ func (l *Log) Add(ctx context.Context, c *claim.Claim) (Result, error) {
 
 // append adds entry to the log, waiting out pushback (the shared engine
 // refuses new batches while too many sequenced entries await integration)
-// until ctx ends.
-func (l *Log) append(ctx context.Context, entry []byte) (tessera.Index, error) {
+// until ctx ends. Before every attempt after the first it renews the
+// subject's reservation, so that a long wait can neither let the
+// reservation expire unnoticed nor append after it was resolved.
+func (l *Log) append(ctx context.Context, entry []byte, renew func(context.Context) error) (tessera.Index, error) {
 	wait := 10 * time.Millisecond
-	for {
+	for try := 0; ; try++ {
+		if try > 0 {
+			if err := renew(ctx); err != nil {
+				return tessera.Index{}, fmt.Errorf("%w (the claim was not appended)", err)
+			}
+		}
 		idx, err := l.appender.Add(ctx, tessera.NewEntry(entry))()
 		if !errors.Is(err, tessera.ErrPushback) {
 			return idx, err

@@ -36,16 +36,21 @@ import (
 // resolution or a late Confirm only ever acts on the reservation it saw.
 //
 // This relies on one assumption, a lease: a live frontend finishes an
-// append (its batch committed to the database, or failed) within
-// staleAfter of reserving. tessera commits a batch within its batch age
-// (milliseconds), so the default of two minutes leaves a wide margin; a
-// frontend paused for longer (a stopped VM) could see its Confirm refused,
-// and reports it.
+// append attempt (its batch committed to the database, or failed) within
+// staleAfter of reserving or renewing (Renew, before every retry after
+// pushback). tessera commits a batch within its batch age (milliseconds),
+// so the default of 30 seconds leaves a wide margin; a frontend paused for
+// longer (a stopped VM) could see its Confirm refused, and reports it. The
+// price of the margin: after a frontend crash, the subjects it held wait
+// up to staleAfter before another frontend can log them.
 type mysqlGuard struct {
 	db         *sql.DB
 	reader     tessera.LogReader // set once the engine runs, before any Reserve
 	staleAfter time.Duration
 }
+
+// DefaultStaleReservation is Shared.StaleReservation when unset.
+const DefaultStaleReservation = 30 * time.Second
 
 // reservationPoll is how often a writer re-reads a subject another writer
 // has reserved.
@@ -53,7 +58,7 @@ const reservationPoll = 10 * time.Millisecond
 
 func openMySQLGuard(ctx context.Context, dsn *mysql.Config, origin string, staleAfter time.Duration) (*mysqlGuard, error) {
 	if staleAfter == 0 {
-		staleAfter = 2 * time.Minute
+		staleAfter = DefaultStaleReservation
 	}
 	db, err := openMySQLDB(ctx, dsn)
 	if err != nil {
@@ -254,6 +259,18 @@ type mysqlReservation struct {
 }
 
 func (r *mysqlReservation) Logged() (*claim.Claim, uint64, bool) { return nil, 0, false }
+
+func (r *mysqlReservation) Renew(ctx context.Context) error {
+	res, err := r.g.db.ExecContext(ctx,
+		`UPDATE VouchSubjects SET reservedAt = CURRENT_TIMESTAMP(6) WHERE subjectHash = ? AND token = ? AND logIndex IS NULL`, r.h, r.token)
+	if err != nil {
+		return fmt.Errorf("buildlog: renew the subject's reservation: %w", err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return errors.New("buildlog: the subject's reservation expired and was resolved by another frontend")
+	}
+	return nil
+}
 
 func (r *mysqlReservation) Confirm(ctx context.Context, idx uint64) error {
 	// The claim is in the log: finish recording it even if the caller has

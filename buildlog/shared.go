@@ -49,7 +49,7 @@ type Shared struct {
 	// StaleReservation is how long a subject reservation may stay
 	// unconfirmed before another frontend resolves it from the log (its
 	// holder is then presumed dead). It must comfortably exceed the time
-	// one append can take. Default 2 minutes.
+	// one append attempt can take. Default DefaultStaleReservation.
 	StaleReservation time.Duration
 }
 

@@ -143,7 +143,7 @@ type LogStore struct {
 	DSN string `toml:"dsn"`
 	// StaleReservation is how long a subject may stay reserved by a
 	// frontend that does not confirm it before another frontend resolves it
-	// from the log. Default 2m.
+	// from the log. Default 30s.
 	StaleReservation Duration `toml:"stale-reservation"`
 }
 
@@ -463,7 +463,7 @@ func (c *Config) Validate() error {
 			bad("log: set both access-key and secret-key, or neither (to use the AWS environment)")
 		}
 		if l.StaleReservation.Duration < 0 || (l.StaleReservation.Duration > 0 && l.StaleReservation.Duration < time.Second) {
-			bad("log: stale-reservation = %v is too short (at least 1s; default 2m)", l.StaleReservation.Duration)
+			bad("log: stale-reservation = %v is too short (at least 1s; default 30s)", l.StaleReservation.Duration)
 		}
 	default:
 		bad("log: backend = %q: want %q or %q", l.Backend, LogBackendPOSIX, LogBackendS3)

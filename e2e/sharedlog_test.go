@@ -1,0 +1,206 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/submit"
+	"github.com/vouch-dev/vouch/verdict"
+)
+
+// fleetClaim is the OCI claim for image i; variant "b" is a conflicting
+// output for the same subject.
+func fleetClaim(i int, variant string) *claim.Claim {
+	c := ociClaim(i)
+	if variant == "b" {
+		c.Digest = fmt.Sprintf("sha256:%064x", 1<<40+i)
+	}
+	return c
+}
+
+type fleetSubmission struct {
+	i       int
+	variant string
+}
+
+// fleetAnswer is a frontend's answer to one submission.
+type fleetAnswer struct {
+	fleetSubmission
+	index    uint64
+	conflict bool
+}
+
+// TestTwoFrontendsOneBucket: two `vouch serve` frontends with one key
+// append to one log in an S3 bucket with a MariaDB database. Concurrent
+// submissions are split across their submit sockets, the same subjects on
+// both, half of them with conflicting outputs; frontend B is killed with
+// SIGKILL mid-burst and the claims it never answered are resubmitted to A.
+// The log read from the bucket holds every acknowledged claim exactly once
+// at its acknowledged index and no subject twice, and a follower
+// configured with the bucket's URL as the builder's log syncs it and
+// trusts its claims.
+func TestTwoFrontendsOneBucket(t *testing.T) {
+	const subjects = 5000 // A submits all; B half of them (half agreeing, half conflicting) and 2500 of its own: 10,000 submissions
+	log := newS3Log(t, "fleet")
+	a := log.Start(t, t.TempDir(), "")
+	b := log.Start(t, t.TempDir(), "")
+	if a.VKey != b.VKey {
+		t.Fatalf("the frontends sign with different keys: %s, %s", a.VKey, b.VKey)
+	}
+	clientA := submit.NewClient(filepath.Join(a.State, "vouch.sock"))
+	clientB := submit.NewClient(filepath.Join(b.State, "vouch.sock"))
+
+	var forA, forB []fleetSubmission
+	for i := 0; i < subjects; i++ {
+		forA = append(forA, fleetSubmission{i, "a"})
+		switch i % 4 {
+		case 1:
+			forB = append(forB, fleetSubmission{i, "a"})
+		case 3:
+			forB = append(forB, fleetSubmission{i, "b"})
+		default:
+			forB = append(forB, fleetSubmission{subjects + i, "a"})
+		}
+	}
+
+	var (
+		mu       sync.Mutex
+		answers  []fleetAnswer
+		answered = map[fleetSubmission]bool{}
+		failures []string
+		killed   atomic.Bool
+	)
+	// run submits subs through c with 32 workers; onAnswer runs after each
+	// answer is recorded.
+	run := func(c *submit.Client, subs []fleetSubmission, mayFail func() bool, onAnswer func(n int)) {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					k := int(next.Add(1)) - 1
+					if k >= len(subs) {
+						return
+					}
+					s := subs[k]
+					ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+					idx, _, err := c.Submit(ctx, fleetClaim(s.i, s.variant))
+					cancel()
+					conflict := err != nil && strings.Contains(err.Error(), "(409)")
+					mu.Lock()
+					if err != nil && !conflict {
+						if !mayFail() {
+							failures = append(failures, fmt.Sprintf("%+v: %v", s, err))
+						}
+						mu.Unlock()
+						continue
+					}
+					answers = append(answers, fleetAnswer{s, idx, conflict})
+					answered[s] = true
+					n := len(answers)
+					mu.Unlock()
+					onAnswer(n)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	var answeredByB atomic.Int64
+	go func() {
+		defer wg.Done()
+		run(clientA, forA, func() bool { return false }, func(int) {})
+	}()
+	go func() {
+		defer wg.Done()
+		run(clientB, forB, killed.Load, func(int) {
+			if answeredByB.Add(1) == int64(len(forB)/3) {
+				killed.Store(true)
+				b.Kill9()
+			}
+		})
+	}()
+	wg.Wait()
+	burst := time.Since(start)
+	if !killed.Load() {
+		t.Fatal("frontend B was not killed mid-burst")
+	}
+	if len(failures) > 0 {
+		t.Fatalf("%d submissions failed, e.g. %s", len(failures), failures[0])
+	}
+	// What B never answered, a client retries through A.
+	var retry []fleetSubmission
+	for _, s := range forB {
+		if !answered[s] {
+			retry = append(retry, s)
+		}
+	}
+	run(clientA, retry, func() bool { return false }, func(int) {})
+	t.Logf("%d submissions across two frontends in %v (B killed after %d answers); %d of B's unanswered resubmitted to A in %v",
+		len(forA)+len(forB)-len(retry), burst, len(forB)/3, len(retry), time.Since(start)-burst)
+	if len(failures) > 0 {
+		t.Fatalf("%d resubmissions failed, e.g. %s", len(failures), failures[0])
+	}
+
+	want := subjects + subjects/2
+	res, claims := waitForClaims(t, a, want)
+	if len(claims) != want {
+		t.Errorf("the bucket's log holds %d claims, want %d (one per subject)", len(claims), want)
+	}
+	at := map[string]int{}
+	for i, c := range claims {
+		if j, dup := at[c.Key()]; dup {
+			t.Fatalf("%s is logged twice, at %d and %d", c.Subject, j, i)
+		}
+		at[c.Key()] = i
+	}
+	conflicts := 0
+	for _, ans := range answers {
+		c := fleetClaim(ans.i, ans.variant)
+		i, ok := at[c.Key()]
+		switch {
+		case !ok:
+			t.Fatalf("acknowledged %+v is not in the log", ans)
+		case ans.conflict:
+			conflicts++
+			if claims[i].Agrees(c) {
+				t.Fatalf("%+v was refused as a conflict, but the log holds that output", ans)
+			}
+		case uint64(i) != ans.index || !claims[i].Agrees(c):
+			t.Fatalf("%+v acknowledged at %d, the log has %s at %d", ans, ans.index, claims[i].Output(), i)
+		}
+	}
+	if conflicts == 0 {
+		t.Fatal("no submission met a conflict: the frontends did not race")
+	}
+	t.Logf("%d answers checked against the log (%d conflicts refused); log size %d", len(answers), conflicts, res.Size)
+
+	// A follower that knows only the bucket's URL.
+	state := t.TempDir()
+	cfg := filepath.Join(t.TempDir(), "follower.toml")
+	text := fmt.Sprintf("state = %q\nlisten = \"127.0.0.1:0\"\n\n[[builder]]\nname = \"fleet\"\nvkey = %q\nlog = %q\n\n[quorum]\nmin = 1\n", state, a.VKey, log.bucketURL)
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := vouch(t, "sync", "--config", cfg); code != 0 {
+		t.Fatalf("vouch sync from the bucket: exit %d\n%s", code, out)
+	}
+	probe := claims[len(claims)-1]
+	v, _ := verdictJSONKind(t, cfg, string(probe.Kind), probe.Subject)
+	if v.Outcome != verdict.Trusted {
+		t.Fatalf("the follower's verdict on %s: %+v, want trusted", probe.Subject, v)
+	}
+}
