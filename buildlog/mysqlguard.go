@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -27,30 +28,48 @@ import (
 //
 // The row also records fromIndex, the log's next index just before the
 // reservation: if the holder's claim reached the log, it is at or above
-// it. A reservation left unconfirmed for longer than staleAfter (its
-// holder crashed, or lost the database after appending) is resolved by the
-// next writer that meets it: it waits until every entry sequenced so far
-// is integrated, then searches the log from fromIndex. If the claim is
-// there, the row is confirmed with its index; if not, the row is deleted
-// and the subject is free. Each row carries a random token so that a
-// resolution or a late Confirm only ever acts on the reservation it saw.
+// it, and the holding frontend's id. Every frontend holds a database
+// session lock (GET_LOCK) named after its id for as long as it runs; the
+// server releases it when the session ends, at once when the process dies
+// (kill -9 closes its connections) and after sessionTimeout when its
+// machine vanishes. A reservation whose holder's lock is free and that was
+// not renewed for staleAfter is resolved by the next writer that meets it:
+// it waits until every entry sequenced so far is integrated, then searches
+// the log from fromIndex. If the claim is there, the row is confirmed with
+// its index; if not, the row is deleted and the subject is free. Each row
+// carries a random token so that a resolution or a late Confirm only ever
+// acts on the reservation it saw. A live frontend's reservations are never
+// resolved, however slow its append.
 //
-// This relies on one assumption, a lease: a live frontend finishes an
-// append attempt (its batch committed to the database, or failed) within
-// staleAfter of reserving or renewing (Renew, before every retry after
-// pushback). tessera commits a batch within its batch age (milliseconds),
-// so the default of 30 seconds leaves a wide margin; a frontend paused for
-// longer (a stopped VM) could see its Confirm refused, and reports it. The
-// price of the margin: after a frontend crash, the subjects it held wait
-// up to staleAfter before another frontend can log them.
+// What remains is the window of a frontend whose lock session is lost
+// (killed by the server after sessionTimeout without pings, a network
+// partition) while the process lives on with an append in flight. The
+// frontend then refuses new reservations and renewals until it has its
+// lock again, and Confirm reports a reservation resolved under it.
 type mysqlGuard struct {
 	db         *sql.DB
 	reader     tessera.LogReader // set once the engine runs, before any Reserve
 	staleAfter time.Duration
+	id         []byte // this frontend's id; its session lock is lockName(id)
+
+	lockMu   sync.Mutex
+	lockConn *sql.Conn // holds the session lock; nil while lost
+	stop     chan struct{}
+	stopped  chan struct{}
 }
 
-// DefaultStaleReservation is Shared.StaleReservation when unset.
-const DefaultStaleReservation = 30 * time.Second
+// sessionTimeout is how long the server keeps a silent frontend's session
+// (and so its lock); the frontend pings it every sessionPing.
+const (
+	sessionTimeout = 60
+	sessionPing    = 10 * time.Second
+)
+
+func lockName(id []byte) string { return fmt.Sprintf("vouch-frontend-%x", id) }
+
+// DefaultStaleReservation is Shared.StaleReservation when unset: a dead
+// frontend's process holds nothing in flight, so a few seconds suffice.
+const DefaultStaleReservation = 5 * time.Second
 
 // reservationPoll is how often a writer re-reads a subject another writer
 // has reserved.
@@ -64,7 +83,8 @@ func openMySQLGuard(ctx context.Context, dsn *mysql.Config, origin string, stale
 	if err != nil {
 		return nil, fmt.Errorf("buildlog: subject guard: %w", err)
 	}
-	g := &mysqlGuard{db: db, staleAfter: staleAfter}
+	g := &mysqlGuard{db: db, staleAfter: staleAfter, id: make([]byte, 16), stop: make(chan struct{}), stopped: make(chan struct{})}
+	rand.Read(g.id)
 	for _, stmt := range []string{
 		`CREATE TABLE IF NOT EXISTS VouchLog (
 			id INT UNSIGNED NOT NULL,
@@ -77,6 +97,7 @@ func openMySQLGuard(ctx context.Context, dsn *mysql.Config, origin string, stale
 			logIndex BIGINT UNSIGNED NULL,
 			fromIndex BIGINT UNSIGNED NOT NULL,
 			token BINARY(16) NOT NULL,
+			frontend BINARY(16) NOT NULL,
 			reservedAt TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
 			PRIMARY KEY (subjectHash)
 		)`,
@@ -90,7 +111,79 @@ func openMySQLGuard(ctx context.Context, dsn *mysql.Config, origin string, stale
 		db.Close()
 		return nil, err
 	}
+	if err := g.takeLock(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go g.keepLock()
 	return g, nil
+}
+
+// takeLock opens the session that holds this frontend's lock.
+func (g *mysqlGuard) takeLock(ctx context.Context) error {
+	conn, err := g.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("buildlog: open the frontend's lock session: %w", err)
+	}
+	var got sql.NullInt64
+	if _, err = conn.ExecContext(ctx, fmt.Sprintf("SET SESSION wait_timeout = %d", sessionTimeout)); err == nil {
+		err = conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", lockName(g.id)).Scan(&got)
+	}
+	if err != nil || got.Int64 != 1 {
+		conn.Close()
+		return fmt.Errorf("buildlog: take the frontend's lock %s: %v (got %v)", lockName(g.id), err, got)
+	}
+	g.lockMu.Lock()
+	g.lockConn = conn
+	g.lockMu.Unlock()
+	return nil
+}
+
+// keepLock pings the lock session, and takes the lock again in a new
+// session if the old one was lost.
+func (g *mysqlGuard) keepLock() {
+	defer close(g.stopped)
+	t := time.NewTicker(sessionPing)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), sessionPing)
+		g.lockMu.Lock()
+		conn := g.lockConn
+		g.lockMu.Unlock()
+		if conn != nil {
+			var held sql.NullInt64
+			err := conn.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", lockName(g.id)).Scan(&held)
+			if err != nil || held.Int64 != 1 {
+				g.lockMu.Lock()
+				g.lockConn = nil
+				g.lockMu.Unlock()
+				conn.Close()
+			}
+		}
+		g.lockMu.Lock()
+		lost := g.lockConn == nil
+		g.lockMu.Unlock()
+		if lost {
+			g.takeLock(ctx)
+		}
+		cancel()
+	}
+}
+
+// alive reports an error while this frontend does not hold its lock:
+// others may then resolve its reservations, so it must not append.
+func (g *mysqlGuard) alive() error {
+	g.lockMu.Lock()
+	defer g.lockMu.Unlock()
+	if g.lockConn == nil {
+		return errors.New("buildlog: this frontend lost its database session; refusing to append until it has it back")
+	}
+	return nil
 }
 
 // checkOrigin pins the database to one log, as the origin file does for a
@@ -121,6 +214,9 @@ func (g *mysqlGuard) Reserve(ctx context.Context, c *claim.Claim) (Reservation, 
 	}
 	h := claimKeyHash(c)
 	for {
+		if err := g.alive(); err != nil {
+			return nil, err
+		}
 		from, err := g.reader.NextIndex(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("buildlog: read the log's next index: %w", err)
@@ -128,8 +224,8 @@ func (g *mysqlGuard) Reserve(ctx context.Context, c *claim.Claim) (Reservation, 
 		var token [16]byte
 		rand.Read(token[:])
 		_, err = g.db.ExecContext(ctx,
-			`INSERT INTO VouchSubjects (subjectHash, claim, logIndex, fromIndex, token) VALUES (?, ?, NULL, ?, ?)`,
-			h, entry, from, token[:])
+			`INSERT INTO VouchSubjects (subjectHash, claim, logIndex, fromIndex, token, frontend) VALUES (?, ?, NULL, ?, ?, ?)`,
+			h, entry, from, token[:], g.id)
 		if err == nil {
 			return &mysqlReservation{g: g, h: h, token: token[:]}, nil
 		}
@@ -149,7 +245,7 @@ func (g *mysqlGuard) Reserve(ctx context.Context, c *claim.Claim) (Reservation, 
 				return nil, fmt.Errorf("buildlog: the subject guard holds an invalid claim for %s: %w", c.Key(), err)
 			}
 			return loggedReservation{logged, uint64(row.logIndex.Int64)}, nil
-		case row.age >= g.staleAfter:
+		case row.age >= g.staleAfter && !row.holderAlive:
 			if err := g.resolve(ctx, h, row); err != nil {
 				return nil, err
 			}
@@ -168,15 +264,19 @@ type subjectRow struct {
 	logIndex  sql.NullInt64
 	fromIndex uint64
 	token     []byte
-	age       time.Duration
+	age       time.Duration // since reserved or last renewed
+	// holderAlive: the reserving frontend still holds its session lock.
+	holderAlive bool
 }
 
 func (g *mysqlGuard) read(ctx context.Context, h []byte) (subjectRow, error) {
 	var r subjectRow
 	var ageMicros int64
 	err := g.db.QueryRowContext(ctx,
-		`SELECT claim, logIndex, fromIndex, token, TIMESTAMPDIFF(MICROSECOND, reservedAt, CURRENT_TIMESTAMP(6)) FROM VouchSubjects WHERE subjectHash = ?`, h).
-		Scan(&r.claim, &r.logIndex, &r.fromIndex, &r.token, &ageMicros)
+		`SELECT claim, logIndex, fromIndex, token, TIMESTAMPDIFF(MICROSECOND, reservedAt, CURRENT_TIMESTAMP(6)),
+			IS_USED_LOCK(CONCAT('vouch-frontend-', LOWER(HEX(frontend)))) IS NOT NULL
+		FROM VouchSubjects WHERE subjectHash = ?`, h).
+		Scan(&r.claim, &r.logIndex, &r.fromIndex, &r.token, &ageMicros, &r.holderAlive)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("buildlog: read the subject guard: %w", err)
 	}
@@ -250,7 +350,16 @@ func (g *mysqlGuard) Lookup(ctx context.Context, kind claim.Kind, subject string
 	return c, uint64(row.logIndex.Int64), true, nil
 }
 
-func (g *mysqlGuard) Close() error { return g.db.Close() }
+func (g *mysqlGuard) Close() error {
+	close(g.stop)
+	<-g.stopped
+	g.lockMu.Lock()
+	if g.lockConn != nil {
+		g.lockConn.Close()
+	}
+	g.lockMu.Unlock()
+	return g.db.Close()
+}
 
 type mysqlReservation struct {
 	g     *mysqlGuard
@@ -261,6 +370,9 @@ type mysqlReservation struct {
 func (r *mysqlReservation) Logged() (*claim.Claim, uint64, bool) { return nil, 0, false }
 
 func (r *mysqlReservation) Renew(ctx context.Context) error {
+	if err := r.g.alive(); err != nil {
+		return err
+	}
 	res, err := r.g.db.ExecContext(ctx,
 		`UPDATE VouchSubjects SET reservedAt = CURRENT_TIMESTAMP(6) WHERE subjectHash = ? AND token = ? AND logIndex IS NULL`, r.h, r.token)
 	if err != nil {
@@ -291,7 +403,7 @@ func (r *mysqlReservation) Confirm(ctx context.Context, idx uint64) error {
 		if err == nil && row.logIndex.Valid && uint64(row.logIndex.Int64) == idx {
 			return nil
 		}
-		return fmt.Errorf("the subject's reservation expired before the append finished (longer than %v): the log may hold a conflicting claim for it", r.g.staleAfter)
+		return errors.New("the subject's reservation was resolved by another frontend while this one appended (it had lost its database session): the log may hold a conflicting claim for it")
 	}
 	return nil
 }

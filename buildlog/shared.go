@@ -46,10 +46,10 @@ type Shared struct {
 	// "vouch:pw@tcp(db:3306)/vouchlog". The database must exist; tessera's
 	// and vouch's tables are created in it.
 	DSN string
-	// StaleReservation is how long a subject reservation may stay
-	// unconfirmed before another frontend resolves it from the log (its
-	// holder is then presumed dead). It must comfortably exceed the time
-	// one append attempt can take. Default DefaultStaleReservation.
+	// StaleReservation is how long a subject reservation of a dead
+	// frontend (one whose database session lock is gone) stays untouched
+	// before another frontend resolves it from the log. A live frontend's
+	// reservations are never resolved. Default DefaultStaleReservation.
 	StaleReservation time.Duration
 }
 

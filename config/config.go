@@ -141,9 +141,9 @@ type LogStore struct {
 	// "user:password@tcp(host:3306)/database". If empty, the environment
 	// variable VOUCH_LOG_DSN is used, to keep the password out of the file.
 	DSN string `toml:"dsn"`
-	// StaleReservation is how long a subject may stay reserved by a
-	// frontend that does not confirm it before another frontend resolves it
-	// from the log. Default 30s.
+	// StaleReservation is how long a subject reserved by a frontend that
+	// died stays blocked before another frontend resolves it from the log.
+	// Default 5s.
 	StaleReservation Duration `toml:"stale-reservation"`
 }
 
@@ -463,7 +463,7 @@ func (c *Config) Validate() error {
 			bad("log: set both access-key and secret-key, or neither (to use the AWS environment)")
 		}
 		if l.StaleReservation.Duration < 0 || (l.StaleReservation.Duration > 0 && l.StaleReservation.Duration < time.Second) {
-			bad("log: stale-reservation = %v is too short (at least 1s; default 30s)", l.StaleReservation.Duration)
+			bad("log: stale-reservation = %v is too short (at least 1s; default 5s)", l.StaleReservation.Duration)
 		}
 	default:
 		bad("log: backend = %q: want %q or %q", l.Backend, LogBackendPOSIX, LogBackendS3)

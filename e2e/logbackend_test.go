@@ -55,7 +55,7 @@ func newS3Log(t *testing.T, name string) *builderLog {
 		t.Fatal(err)
 	}
 	return &builderLog{
-		config: fmt.Sprintf("key = %q\n\n[log]\nbackend = \"s3\"\nbucket = \"builder-log\"\nendpoint = %q\naccess-key = %q\nsecret-key = %q\ndsn = %q\n# a frontend killed mid-burst holds subjects this long\nstale-reservation = \"3s\"\n",
+		config: fmt.Sprintf("key = %q\n\n[log]\nbackend = \"s3\"\nbucket = \"builder-log\"\nendpoint = %q\naccess-key = %q\nsecret-key = %q\ndsn = %q\n",
 			files.Key, s3.Endpoint, s3.AccessKey, s3.SecretKey, db.NewDatabase(t, "builderlog")),
 		bucketURL: bucketURL,
 	}
