@@ -55,6 +55,7 @@ type mysqlGuard struct {
 	lockMu   sync.Mutex
 	lockConn *sql.Conn // holds the session lock; nil while lost
 	stop     chan struct{}
+	stopOnce sync.Once
 	stopped  chan struct{}
 }
 
@@ -351,7 +352,7 @@ func (g *mysqlGuard) Lookup(ctx context.Context, kind claim.Kind, subject string
 }
 
 func (g *mysqlGuard) Close() error {
-	close(g.stop)
+	g.stopOnce.Do(func() { close(g.stop) })
 	<-g.stopped
 	g.lockMu.Lock()
 	if g.lockConn != nil {

@@ -407,3 +407,84 @@ func TestTwoFrontendsConcurrentBurst(t *testing.T) {
 	}
 	t.Logf("%d answers checked, %d conflicts refused, log size %d", len(acked), conflicts, len(logged))
 }
+
+// crash makes l's frontend look dead to the others, as kill -9 does: its
+// database session lock is released and it confirms nothing more. (Its
+// tessera engine keeps running, as another frontend's would.)
+func crash(t *testing.T, l *Log) {
+	t.Helper()
+	g := l.guard.(*mysqlGuard)
+	g.stopOnce.Do(func() { close(g.stop) })
+	<-g.stopped
+	g.lockMu.Lock()
+	defer g.lockMu.Unlock()
+	// End the session on the server, as a dead process's closed
+	// connection does.
+	var session int64
+	if err := g.lockConn.QueryRowContext(context.Background(), "SELECT CONNECTION_ID()").Scan(&session); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.db.Exec(fmt.Sprintf("KILL %d", session)); err != nil {
+		t.Fatal(err)
+	}
+	g.lockConn.Close()
+	g.lockConn = nil
+}
+
+// TestDeadFrontendsReservationsResolvedFromTheLog: a frontend dies after
+// reserving two subjects, having appended the claim of one but confirmed
+// neither. Another frontend resolves both from the log: the appended claim
+// counts as logged (a conflicting output is refused, the same claim is a
+// duplicate at its index), the other subject is free again.
+func TestDeadFrontendsReservationsResolvedFromTheLog(t *testing.T) {
+	w := startSharedWorld(t)
+	w.shared.StaleReservation = time.Second
+	id := testIdentity(t, t.TempDir())
+	dying := openSharedTest(t, w.shared, id)
+	defer dying.Close()
+	survivor := openSharedTest(t, w.shared, id)
+	defer survivor.Close()
+	ctx := context.Background()
+
+	appended, err := dying.guard.Reserve(ctx, testClaim(1, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := appended.Logged(); ok {
+		t.Fatal("a fresh subject is reported logged")
+	}
+	entry, _ := testClaim(1, "a").Marshal()
+	idx, err := dying.append(ctx, entry, appended.Renew)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dying.guard.Reserve(ctx, testClaim(2, "a")); err != nil {
+		t.Fatal(err)
+	}
+	// While the holder lives, its reservations hold, however old.
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_, err = survivor.Add(short, testClaim(2, "b"))
+	cancel()
+	if err == nil || errors.Is(err, ErrConflict) {
+		t.Fatalf("a live frontend's reservation was not waited for: %v", err)
+	}
+
+	crash(t, dying)
+	start := time.Now()
+	_, err = survivor.Add(ctx, testClaim(1, "b"))
+	t.Logf("the dead frontend's reservation resolved in %v", time.Since(start))
+	var ce *ConflictError
+	if !errors.As(err, &ce) || ce.Index != idx.Index {
+		t.Fatalf("conflicting claim for the dead frontend's appended subject: %v, want a conflict at %d", err, idx.Index)
+	}
+	if r, err := survivor.Add(ctx, testClaim(1, "a")); err != nil || !r.Duplicate || r.Index != idx.Index {
+		t.Fatalf("the dead frontend's appended claim, resubmitted: %+v %v, want a duplicate at %d", r, err, idx.Index)
+	}
+	r, err := survivor.Add(ctx, testClaim(2, "b"))
+	if err != nil || r.Duplicate {
+		t.Fatalf("the dead frontend's unappended subject: %+v %v, want it logged afresh", r, err)
+	}
+	if c, i, ok, err := survivor.Lookup(claim.KindNix, testClaim(2, "b").Subject); err != nil || !ok || i != r.Index || !c.Agrees(testClaim(2, "b")) {
+		t.Fatalf("Lookup after resolution: %v %d %v %v", c, i, ok, err)
+	}
+}
