@@ -57,6 +57,9 @@ type mysqlGuard struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	stopped  chan struct{}
+
+	reserves chan reserveReq // to the batcher (mysqlbatch.go)
+	confirms chan confirmReq
 }
 
 // sessionTimeout is how long the server keeps a silent frontend's session
@@ -117,6 +120,9 @@ func openMySQLGuard(ctx context.Context, dsn *mysql.Config, origin string, stale
 		return nil, err
 	}
 	go g.keepLock()
+	g.reserves, g.confirms = make(chan reserveReq), make(chan confirmReq)
+	go batchLoop(g.reserves, g.stop, g.reserveBatch)
+	go batchLoop(g.confirms, g.stop, g.confirmBatch)
 	return g, nil
 }
 
@@ -214,6 +220,25 @@ func (g *mysqlGuard) Reserve(ctx context.Context, c *claim.Claim) (Reservation, 
 		return nil, err
 	}
 	h := claimKeyHash(c)
+	if err := g.alive(); err != nil {
+		return nil, err
+	}
+	// The common case, a subject nobody holds, in a batch.
+	token := make([]byte, 16)
+	rand.Read(token)
+	req := reserveReq{h: h, entry: entry, token: token, won: make(chan error, 1)}
+	select {
+	case g.reserves <- req:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	switch err := <-req.won; {
+	case err == nil:
+		return &mysqlReservation{g: g, h: h, token: token}, nil
+	case err != errLost:
+		return nil, err
+	}
+	// The subject has a row: the one-claim path reads it and decides.
 	for {
 		if err := g.alive(); err != nil {
 			return nil, err
@@ -390,8 +415,20 @@ func (r *mysqlReservation) Confirm(ctx context.Context, idx uint64) error {
 	// gone.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	res, err := r.g.db.ExecContext(ctx,
-		`UPDATE VouchSubjects SET logIndex = ? WHERE subjectHash = ? AND token = ? AND logIndex IS NULL`, idx, r.h, r.token)
+	req := confirmReq{h: r.h, token: r.token, idx: idx, done: make(chan bool, 1)}
+	select {
+	case r.g.confirms <- req:
+		if <-req.done {
+			return nil
+		}
+	case <-ctx.Done():
+	}
+	var res sql.Result
+	err := retryDeadlocks(ctx, func() (err error) {
+		res, err = r.g.db.ExecContext(ctx,
+			`UPDATE VouchSubjects SET logIndex = ? WHERE subjectHash = ? AND token = ? AND logIndex IS NULL`, idx, r.h, r.token)
+		return err
+	})
 	if err != nil {
 		// The row stays reserved; it goes stale and is resolved from the
 		// log, where the claim is.

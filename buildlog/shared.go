@@ -55,12 +55,40 @@ type Shared struct {
 
 func openShared(ctx context.Context, opts Options) (*Log, error) {
 	sh := opts.Shared
+	cfg, dsn, err := sh.driverConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	guard, err := openMySQLGuard(ctx, dsn, opts.Identity.Name, sh.StaleReservation)
+	if err != nil {
+		return nil, err
+	}
+
+	l := newLog(opts.Identity.Name)
+	l.guard = guard
+	bg, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	driver, err := tesseraaws.New(bg, cfg)
+	if err != nil {
+		l.closeAfterFailedOpen()
+		return nil, fmt.Errorf("buildlog: shared log: %w", err)
+	}
+	if err := l.start(bg, driver, opts); err != nil {
+		l.closeAfterFailedOpen()
+		return nil, fmt.Errorf("buildlog: start the shared log in bucket %q: %w", sh.Bucket, err)
+	}
+	guard.reader = l.reader
+	return l, nil
+}
+
+// driverConfig is the configuration of tessera's AWS driver for sh.
+func (sh *Shared) driverConfig(ctx context.Context) (tesseraaws.Config, *mysql.Config, error) {
 	if sh.Bucket == "" || sh.DSN == "" {
-		return nil, errors.New("buildlog: a shared log needs both a bucket and a database DSN")
+		return tesseraaws.Config{}, nil, errors.New("buildlog: a shared log needs both a bucket and a database DSN")
 	}
 	dsn, err := mysql.ParseDSN(sh.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("buildlog: database DSN: %w (want e.g. user:password@tcp(host:3306)/database)", err)
+		return tesseraaws.Config{}, nil, fmt.Errorf("buildlog: database DSN: %w (want e.g. user:password@tcp(host:3306)/database)", err)
 	}
 	region := sh.Region
 	if region == "" {
@@ -72,41 +100,22 @@ func openShared(ctx context.Context, opts Options) (*Log, error) {
 	}
 	sdk, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("buildlog: S3 configuration: %w", err)
+		return tesseraaws.Config{}, nil, fmt.Errorf("buildlog: S3 configuration: %w", err)
 	}
-	s3Opts := func(o *s3.Options) {
-		if sh.Endpoint != "" {
-			o.BaseEndpoint = aws.String(sh.Endpoint)
-			o.UsePathStyle = true
-		}
-	}
-	guard, err := openMySQLGuard(ctx, dsn, opts.Identity.Name, sh.StaleReservation)
-	if err != nil {
-		return nil, err
-	}
-
-	l := newLog(opts.Identity.Name)
-	l.guard = guard
-	bg, cancel := context.WithCancel(context.Background())
-	l.cancel = cancel
-	driver, err := tesseraaws.New(bg, tesseraaws.Config{
+	endpoint := sh.Endpoint
+	return tesseraaws.Config{
 		SDKConfig: &sdk,
-		S3Options: s3Opts,
-		Bucket:    sh.Bucket,
+		S3Options: func(o *s3.Options) {
+			if endpoint != "" {
+				o.BaseEndpoint = aws.String(endpoint)
+				o.UsePathStyle = true
+			}
+		},
+		Bucket: sh.Bucket,
 		// tessera joins the prefix with filepath.Join.
 		BucketPrefix: sh.Prefix,
 		DSN:          dsn.FormatDSN(),
-	})
-	if err != nil {
-		l.closeAfterFailedOpen()
-		return nil, fmt.Errorf("buildlog: shared log: %w", err)
-	}
-	if err := l.start(bg, driver, opts); err != nil {
-		l.closeAfterFailedOpen()
-		return nil, fmt.Errorf("buildlog: start the shared log in bucket %q: %w", sh.Bucket, err)
-	}
-	guard.reader = l.reader
-	return l, nil
+	}, dsn, nil
 }
 
 // scanEntries calls fn with every entry in [from, to) of the integrated
