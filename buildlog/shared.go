@@ -115,6 +115,9 @@ func (sh *Shared) driverConfig(ctx context.Context) (tesseraaws.Config, *mysql.C
 		// tessera joins the prefix with filepath.Join.
 		BucketPrefix: sh.Prefix,
 		DSN:          dsn.FormatDSN(),
+		// tessera's zero value keeps no idle connection: every statement
+		// would open (and authenticate) a new one.
+		MaxIdleConns: 16,
 	}, dsn, nil
 }
 
@@ -168,6 +171,9 @@ func openMySQLDB(ctx context.Context, dsn *mysql.Config) (*sql.DB, error) {
 		return nil, err
 	}
 	db := sql.OpenDB(connector)
+	// Keep connections for the concurrent reservations; the default of two
+	// idle ones would reconnect for most statements.
+	db.SetMaxIdleConns(64)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
