@@ -2,7 +2,8 @@
 // test, on 127.0.0.1, and stops them when the test ends: a MariaDB server
 // (Debian's mariadb-server) and an S3-compatible object store (versitygw
 // serving a temporary directory). A test that needs one and cannot find
-// its program is skipped with the command that installs it.
+// its program is skipped with the command that installs it (or fails, with
+// VOUCH_REQUIRE_TEST_SERVERS set).
 //
 // versitygw was chosen over MinIO because it is a single Go program that
 // `go install` builds from the module proxy, it keeps objects as plain files
@@ -157,6 +158,17 @@ func (s *S3) NewPublicBucket(t testing.TB, name string) string {
 	return s.Endpoint + "/" + name + "/"
 }
 
+// missing skips the test for want of a server, or fails it when
+// VOUCH_REQUIRE_TEST_SERVERS is set (CI, where a skip would hide that the
+// shared-log tests did not run).
+func missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("VOUCH_REQUIRE_TEST_SERVERS") != "" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // findProgram finds a program on PATH or at fallback, or skips the test.
 func findProgram(t testing.TB, name, fallback string) string {
 	t.Helper()
@@ -166,7 +178,7 @@ func findProgram(t testing.TB, name, fallback string) string {
 	if _, err := os.Stat(fallback); err == nil {
 		return fallback
 	}
-	t.Skipf("%s is not installed; install it with: %s", name, InstallHint)
+	missing(t, "%s is not installed; install it with: %s", name, InstallHint)
 	return ""
 }
 
@@ -190,7 +202,7 @@ func findVersitygw(t testing.TB) string {
 	if p, err := exec.LookPath("versitygw"); err == nil {
 		return p
 	}
-	t.Skipf("versitygw (an S3-compatible server) is not installed; install it with: %s", InstallHint)
+	missing(t, "versitygw (an S3-compatible server) is not installed; install it with: %s", InstallHint)
 	return ""
 }
 
