@@ -423,15 +423,13 @@ func (r *mysqlReservation) Confirm(ctx context.Context, idx uint64) error {
 		}
 	case <-ctx.Done():
 	}
-	var res sql.Result
-	err := retryDeadlocks(ctx, func() (err error) {
-		res, err = r.g.db.ExecContext(ctx,
-			`UPDATE VouchSubjects SET logIndex = ? WHERE subjectHash = ? AND token = ? AND logIndex IS NULL`, idx, r.h, r.token)
-		return err
-	})
+	res, err := r.confirmOne(ctx, idx)
 	if err != nil {
-		// The row stays reserved; it goes stale and is resolved from the
-		// log, where the claim is.
+		// While this frontend lives nobody else resolves the reservation,
+		// so keep trying in the background (a resubmission waits for it
+		// meanwhile); if this frontend dies first, the reservation is
+		// resolved from the log, where the claim is.
+		go r.keepConfirming(idx)
 		return err
 	}
 	if n, err := res.RowsAffected(); err == nil && n == 0 {
@@ -444,6 +442,34 @@ func (r *mysqlReservation) Confirm(ctx context.Context, idx uint64) error {
 		return errors.New("the subject's reservation was resolved by another frontend while this one appended (it had lost its database session): the log may hold a conflicting claim for it")
 	}
 	return nil
+}
+
+func (r *mysqlReservation) confirmOne(ctx context.Context, idx uint64) (sql.Result, error) {
+	var res sql.Result
+	err := retryDeadlocks(ctx, func() (err error) {
+		res, err = r.g.db.ExecContext(ctx,
+			`UPDATE VouchSubjects SET logIndex = ? WHERE subjectHash = ? AND token = ? AND logIndex IS NULL`, idx, r.h, r.token)
+		return err
+	})
+	return res, err
+}
+
+// keepConfirming retries a failed confirmation every few seconds until it
+// succeeds or the guard closes.
+func (r *mysqlReservation) keepConfirming(idx uint64) {
+	for {
+		select {
+		case <-r.g.stop:
+			return
+		case <-time.After(3 * time.Second):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := r.confirmOne(ctx, idx)
+		cancel()
+		if err == nil {
+			return
+		}
+	}
 }
 
 // Abandon releases the subject only when the append certainly did not
