@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -202,5 +203,61 @@ func TestTwoFrontendsOneBucket(t *testing.T) {
 	v, _ := verdictJSONKind(t, cfg, string(probe.Kind), probe.Subject)
 	if v.Outcome != verdict.Trusted {
 		t.Fatalf("the follower's verdict on %s: %+v, want trusted", probe.Subject, v)
+	}
+}
+
+// TestBenchFollowerSyncFromBucket measures how fast a follower (vouch
+// sync, a fresh index each time) replicates and verifies a shared log
+// read from the S3 server directly and read through a vouch frontend's
+// /log/, alternating the two. Run with
+//
+//	VOUCH_BENCH_SYNC=<claims> go test ./e2e -run TestBenchFollowerSyncFromBucket -v
+func TestBenchFollowerSyncFromBucket(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("VOUCH_BENCH_SYNC"))
+	if n == 0 {
+		t.Skip("set VOUCH_BENCH_SYNC=<claims> to run")
+	}
+	log := newS3Log(t, "fleet")
+	d := log.Start(t, t.TempDir(), "")
+	client := submit.NewClient(filepath.Join(d.State, "vouch.sock"))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if _, _, err := client.Submit(context.Background(), fleetClaim(i, "a")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	waitForClaims(t, d, n)
+	for round := 0; round < 3; round++ {
+		for _, src := range []struct{ name, url string }{{"bucket", log.bucketURL}, {"frontend", d.LogURL()}} {
+			state := t.TempDir()
+			cfg := filepath.Join(t.TempDir(), "follower.toml")
+			text := fmt.Sprintf("state = %q\n\n[[builder]]\nname = \"fleet\"\nvkey = %q\nlog = %q\n", state, d.VKey, src.url)
+			if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			if out, code := vouch(t, "sync", "--config", cfg); code != 0 {
+				t.Fatalf("vouch sync from the %s: exit %d\n%s", src.name, code, out)
+			}
+			el := time.Since(start)
+			last := fleetClaim(n-1, "a")
+			if v, _ := verdictJSONKind(t, cfg, string(last.Kind), last.Subject); v.Outcome != verdict.Trusted {
+				t.Fatalf("after syncing from the %s, the last claim is %s, want trusted", src.name, v.Outcome)
+			}
+			t.Logf("round %d: %d claims synced from the %-8s in %v: %.0f claims/s", round, n, src.name, el.Round(time.Millisecond), float64(n)/el.Seconds())
+		}
 	}
 }
