@@ -26,9 +26,9 @@ import (
 // never changed or removed. A writer that finds a reserved row waits for it
 // to be confirmed or released.
 //
-// The row also records fromIndex, the log's next index just before the
-// reservation: if the holder's claim reached the log, it is at or above
-// it, and the holding frontend's id. Every frontend holds a database
+// The row also records the holding frontend's id and fromIndex, the log's
+// next index just before the reservation: if the holder's claim reached
+// the log, it is at or above it. Every frontend holds a database
 // session lock (GET_LOCK) named after its id for as long as it runs; the
 // server releases it when the session ends, at once when the process dies
 // (kill -9 closes its connections) and after sessionTimeout when its
@@ -208,6 +208,10 @@ func (g *mysqlGuard) checkOrigin(ctx context.Context, origin string) error {
 	}
 	return nil
 }
+
+// claimKeyHash is the key of a subject in the shared guard: SHA-256 of
+// "kind subject", in full, so that distinct subjects never share a row.
+func claimKeyHash(c *claim.Claim) []byte { return subjectKeyHash(c.Key()) }
 
 func subjectKeyHash(key string) []byte {
 	h := sha256.Sum256([]byte(key))

@@ -15,8 +15,6 @@ import (
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/api"
 	tesseraaws "github.com/transparency-dev/tessera/storage/aws"
-
-	"github.com/vouch-dev/vouch/claim"
 )
 
 // Shared places a log in S3-compatible object storage, with a
@@ -182,7 +180,3 @@ func openMySQLDB(ctx context.Context, dsn *mysql.Config) (*sql.DB, error) {
 	}
 	return db, nil
 }
-
-// claimKeyHash is the key of a subject in the shared guard: SHA-256 of
-// "kind subject", in full, so that distinct subjects never share a row.
-func claimKeyHash(c *claim.Claim) []byte { return subjectKeyHash(c.Key()) }
