@@ -12,9 +12,14 @@ import (
 	"testing"
 	"time"
 
+	fnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/keys"
 	"github.com/vouch-dev/vouch/submit"
 	"github.com/vouch-dev/vouch/verdict"
+	"github.com/vouch-dev/vouch/witness"
 )
 
 // fleetClaim is the OCI claim for image i; variant "b" is a conflicting
@@ -258,6 +263,83 @@ func TestBenchFollowerSyncFromBucket(t *testing.T) {
 				t.Fatalf("after syncing from the %s, the last claim is %s, want trusted", src.name, v.Outcome)
 			}
 			t.Logf("round %d: %d claims synced from the %-8s in %v: %.0f claims/s", round, n, src.name, el.Round(time.Millisecond), float64(n)/el.Seconds())
+		}
+	}
+}
+
+// TestWitnessedSharedLog: both frontends of a shared log have its
+// checkpoints cosigned by a witness (whichever publishes a checkpoint asks
+// it), the checkpoint in the bucket carries the cosignature, and a
+// follower that requires the witness and reads the bucket trusts the
+// claims submitted through either frontend.
+func TestWitnessedSharedLog(t *testing.T) {
+	keyDir := t.TempDir()
+	if out, code := vouch(t, "keygen", "--name", "wit", "--dir", keyDir); code != 0 {
+		t.Fatal(out)
+	}
+	witID, err := keys.LoadIdentity(filepath.Join(keyDir, "wit.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	witKey, err := witness.CosignatureVerifierKey(witID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	witAddr := freeAddr(t)
+	witEntry := fmt.Sprintf("\n[[witness]]\nname = \"wit\"\nvkey = %q\nurl = \"http://%s/witness/\"\n", witKey, witAddr)
+
+	log := newS3Log(t, "fleet")
+	log.config += witEntry
+	a := log.Start(t, t.TempDir(), "")
+	b := log.Start(t, t.TempDir(), "")
+	builderEntry := fmt.Sprintf("[[builder]]\nname = \"fleet\"\nvkey = %q\nlog = %q\n", a.VKey, log.bucketURL)
+	startDaemon(t, t.TempDir(), "", "--config", writeConfig(t,
+		fmt.Sprintf("key = %q\nserve-witness = true\n", filepath.Join(keyDir, "wit.key"))+builderEntry),
+		"--listen", witAddr)
+
+	const n = 20
+	var subjects []string
+	for i := range n {
+		d := []*daemon{a, b}[i%2]
+		c := fleetClaim(i, "a")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if _, _, err := submit.NewClient(filepath.Join(d.State, "vouch.sock")).Submit(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		subjects = append(subjects, c.Subject)
+	}
+
+	logV, err := note.NewVerifier(a.VKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	witV, err := fnote.NewVerifierForCosignatureV1(witKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		raw, err := httpGet(log.bucketURL + "checkpoint")
+		if err == nil {
+			if nt, err := note.Open(raw, note.VerifierList(logV, witV)); err == nil && len(nt.Sigs) == 2 && strings.Contains(nt.Text, fmt.Sprintf("\n%d\n", n)) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the bucket never held a witnessed checkpoint of size %d; last:\n%s\nfrontend A:\n%s", n, raw, a.output.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	fState := t.TempDir()
+	cfg := writeConfig(t, fmt.Sprintf("state = %q\n", fState)+builderEntry+witEntry+"[quorum]\nmin = 1\nwitnesses = 1\n")
+	if out, code := vouch(t, "sync", "--config", cfg); code != 0 {
+		t.Fatalf("vouch sync of the witnessed bucket: exit %d\n%s", code, out)
+	}
+	for _, s := range subjects {
+		if v, code := verdictJSONKind(t, cfg, string(claim.KindOCI), s); v.Outcome != verdict.Trusted || code != 0 {
+			t.Fatalf("%s: %s (exit %d): %s", s, v.Outcome, code, v.Reason)
 		}
 	}
 }
