@@ -3,8 +3,8 @@
 // tlog-checkpoint signed by the builder's key.
 //
 // The log engine is tessera. By default it runs on tessera's POSIX driver
-// in a local directory, with one writer process; alternatively (OpenShared)
-// on tessera's AWS driver, the tiles in S3-compatible object storage and
+// in a local directory, with one writer process; alternatively
+// (Options.Shared) on tessera's AWS driver, the tiles in S3-compatible object storage and
 // the sequencing in a MySQL-compatible database, so that several frontends
 // can append to one log and it can be served straight from the bucket.
 // This package is the thin vouch "personality" on top of the engine. It
@@ -26,20 +26,25 @@
 //
 // # Cost
 //
-// Beyond what tessera stores, a claim costs 13 bytes on disk in the subject
-// index (which is compacted when merges leave half of it free) and about
+// On POSIX, beyond what tessera stores, a claim costs 13 bytes on disk in
+// the subject index (which is compacted when merges leave half of it free) and about
 // 1.25–2.5 bytes of memory in the filter that lets Add skip the index for a
-// subject never logged before (see subjects.go).
+// subject never logged before (see subjects.go). On the shared backend a
+// claim costs a row in the database's subject table (about 660 bytes in
+// InnoDB; BENCHMARKS.md).
 //
 // # Durability
 //
-// On POSIX, Add returns only when tessera has integrated the entry: the entry bundle,
-// the hash tiles and the tree state are written with fsync and atomic
-// renames. An acknowledged claim therefore survives kill -9 and power loss.
-// A checkpoint committing to it is published within the checkpoint interval
-// (one second by default). On the shared backend Add returns once the entry
-// is sequenced: committed to the database, from which any frontend
-// integrates it into the bucket, normally within a second. If Add returns an error other than ErrConflict or
+// On POSIX, Add returns only when tessera has integrated the entry: the
+// entry bundle, the hash tiles and the tree state are written with fsync
+// and atomic renames. An acknowledged claim therefore survives kill -9 and
+// power loss. A checkpoint committing to it is published within the
+// checkpoint interval (one second by default). On the shared backend Add
+// returns once the entry is sequenced — committed to the database, from
+// which any frontend integrates it into the bucket, normally within a
+// second — and its subject is reserved and confirmed in the database
+// (shared.go, mysqlguard.go); tessera's AWS driver publishes checkpoints at
+// most once a second. If Add returns an error other than ErrConflict or
 // a validation error, the claim's fate is unknown: retry it (retries are
 // idempotent), do not assume it was rejected.
 package buildlog
@@ -112,8 +117,7 @@ type Options struct {
 	WitnessTimeout time.Duration
 
 	// Shared, if set, keeps the log in object storage and a database
-	// instead of Dir (see OpenShared); several frontends may then append
-	// to it at once.
+	// instead of Dir; several frontends may then append to it at once.
 	Shared *Shared
 }
 
@@ -151,7 +155,7 @@ type inflightShard struct {
 // Open opens (or creates) the log. On POSIX (opts.Shared unset) it lives
 // in opts.Dir: Open takes the single-writer lock and brings the subject
 // index up to date with the log before accepting any write. With
-// opts.Shared it opens the shared log (see OpenShared).
+// opts.Shared it opens the shared log described there.
 func Open(ctx context.Context, opts Options) (*Log, error) {
 	if opts.Identity == nil {
 		return nil, errors.New("buildlog: a builder identity is required to sign checkpoints")
