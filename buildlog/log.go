@@ -4,9 +4,10 @@
 //
 // The log engine is tessera. By default it runs on tessera's POSIX driver
 // in a local directory, with one writer process; alternatively
-// (Options.Shared) on tessera's AWS driver, the tiles in S3-compatible object storage and
-// the sequencing in a MySQL-compatible database, so that several frontends
-// can append to one log and it can be served straight from the bucket.
+// (Options.Shared) on tessera's AWS driver, the tiles in S3-compatible
+// object storage and the sequencing in a MySQL-compatible database, so
+// that several frontends can append to one log and it can be served
+// straight from the bucket.
 // This package is the thin vouch "personality" on top of the engine. It
 // adds what tessera has no notion of:
 //
@@ -27,9 +28,10 @@
 // # Cost
 //
 // On POSIX, beyond what tessera stores, a claim costs 13 bytes on disk in
-// the subject index (which is compacted when merges leave half of it free) and about
-// 1.25–2.5 bytes of memory in the filter that lets Add skip the index for a
-// subject never logged before (see subjects.go). On the shared backend a
+// the subject index (which is compacted when merges leave half of it
+// free) and about 1.25–2.5 bytes of memory in the filter that lets Add
+// skip the index for a subject never logged before (see subjects.go).
+// On the shared backend a
 // claim costs a row in the database's subject table (about 660 bytes in
 // InnoDB; BENCHMARKS.md).
 //
