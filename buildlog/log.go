@@ -2,35 +2,51 @@
 // claims (package claim) published as static C2SP tlog-tiles with a C2SP
 // tlog-checkpoint signed by the builder's key.
 //
-// The log engine is tessera's POSIX driver; this package is the thin vouch
-// "personality" on top of it. It adds what tessera has no notion of:
+// The log engine is tessera. By default it runs on tessera's POSIX driver
+// in a local directory, with one writer process; alternatively
+// (Options.Shared) on tessera's AWS driver, the tiles in S3-compatible
+// object storage and the sequencing in a MySQL-compatible database, so
+// that several frontends can append to one log and it can be served
+// straight from the bucket.
+// This package is the thin vouch "personality" on top of the engine. It
+// adds what tessera has no notion of:
 //
 //   - One subject, one output. A log must never hold two different outputs
 //     for the same (kind, subject). Add refuses such a claim with
-//     ErrConflict and keeps the logged one. The check uses a subject index
-//     (bbolt) that follows the log: it is rebuilt from the log's own entries
-//     after a crash, so the log, not the index, is the truth.
+//     ErrConflict and keeps the logged one. The check is a SubjectGuard:
+//     on POSIX a subject index (bbolt) that follows the log, rebuilt from
+//     the log's own entries after a crash, so the log, not the index, is
+//     the truth; on the shared backend a table in the log's database that
+//     every frontend reserves subjects in before appending (mysqlguard.go).
 //   - Idempotence. Resubmitting a claim that agrees with the logged one
 //     returns the logged index and Duplicate=true. A client whose connection
 //     died after the claim became durable can therefore simply retry.
-//   - One writer. An exclusive flock on STATE/log.lock is taken at Open;
-//     a second daemon on the same state directory fails at once with a clear
-//     error instead of corrupting the log.
+//   - One writer per POSIX log. An exclusive flock on STATE/log.lock is
+//     taken at Open; a second daemon on the same state directory fails at
+//     once with a clear error instead of corrupting the log.
 //
 // # Cost
 //
-// Beyond what tessera stores, a claim costs 13 bytes on disk in the subject
-// index (which is compacted when merges leave half of it free) and about
-// 1.25–2.5 bytes of memory in the filter that lets Add skip the index for a
-// subject never logged before (see subjects.go).
+// On POSIX, beyond what tessera stores, a claim costs 13 bytes on disk in
+// the subject index (which is compacted when merges leave half of it
+// free) and about 1.25–2.5 bytes of memory in the filter that lets Add
+// skip the index for a subject never logged before (see subjects.go).
+// On the shared backend a
+// claim costs a row in the database's subject table (about 660 bytes in
+// InnoDB; BENCHMARKS.md).
 //
 // # Durability
 //
-// Add returns only when tessera has integrated the entry: the entry bundle,
-// the hash tiles and the tree state are written with fsync and atomic
-// renames. An acknowledged claim therefore survives kill -9 and power loss.
-// A checkpoint committing to it is published within the checkpoint interval
-// (one second by default). If Add returns an error other than ErrConflict or
+// On POSIX, Add returns only when tessera has integrated the entry: the
+// entry bundle, the hash tiles and the tree state are written with fsync
+// and atomic renames. An acknowledged claim therefore survives kill -9 and
+// power loss. A checkpoint committing to it is published within the
+// checkpoint interval (one second by default). On the shared backend Add
+// returns once the entry is sequenced — committed to the database, from
+// which any frontend integrates it into the bucket, normally within a
+// second — and its subject is reserved and confirmed in the database
+// (shared.go, mysqlguard.go); tessera's AWS driver publishes checkpoints at
+// most once a second. If Add returns an error other than ErrConflict or
 // a validation error, the claim's fate is unknown: retry it (retries are
 // idempotent), do not assume it was rejected.
 package buildlog
@@ -39,6 +55,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -100,6 +117,10 @@ type Options struct {
 	Witnesses []Witness
 	// WitnessTimeout bounds the wait for witnesses. Default 5s.
 	WitnessTimeout time.Duration
+
+	// Shared, if set, keeps the log in object storage and a database
+	// instead of Dir; several frontends may then append to it at once.
+	Shared *Shared
 }
 
 // Witness is a tlog-witness a log submits its checkpoints to.
@@ -110,14 +131,15 @@ type Witness struct {
 
 // Log is an open builder log. It is safe for concurrent use.
 type Log struct {
-	dir      string
+	dir      string // POSIX only: the tiles directory
 	origin   string
 	appender *tessera.Appender
 	shutdown func(context.Context) error
 	reader   tessera.LogReader
-	subjects *subjectIndex
+	guard    SubjectGuard
+	subjects *subjectIndex // POSIX only: the local guard's index
 	cancel   context.CancelFunc
-	lockFile *os.File
+	lockFile *os.File // POSIX only
 
 	inflight [inflightShards]inflightShard
 }
@@ -132,13 +154,22 @@ type inflightShard struct {
 	_  [48]byte                  // one shard per cache line
 }
 
-// Open opens (or creates) the log in opts.Dir, takes the single-writer
-// lock, and brings the subject index up to date with the log before
-// accepting any write.
+// Open opens (or creates) the log. On POSIX (opts.Shared unset) it lives
+// in opts.Dir: Open takes the single-writer lock and brings the subject
+// index up to date with the log before accepting any write. With
+// opts.Shared it opens the shared log described there.
 func Open(ctx context.Context, opts Options) (*Log, error) {
 	if opts.Identity == nil {
 		return nil, errors.New("buildlog: a builder identity is required to sign checkpoints")
 	}
+	opts.defaults()
+	if opts.Shared != nil {
+		return openShared(ctx, opts)
+	}
+	return openPOSIX(ctx, opts)
+}
+
+func (opts *Options) defaults() {
 	if opts.CheckpointInterval == 0 {
 		opts.CheckpointInterval = time.Second
 	}
@@ -151,6 +182,9 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	if opts.GarbageCollectionInterval == 0 {
 		opts.GarbageCollectionInterval = 10 * time.Second
 	}
+}
+
+func openPOSIX(ctx context.Context, opts Options) (*Log, error) {
 	tiles := filepath.Join(opts.Dir, "tiles")
 	if err := os.MkdirAll(tiles, 0o755); err != nil {
 		return nil, fmt.Errorf("buildlog: %w", err)
@@ -163,10 +197,8 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		lock.Close()
 		return nil, err
 	}
-	l := &Log{dir: tiles, origin: opts.Identity.Name, lockFile: lock}
-	for i := range l.inflight {
-		l.inflight[i].m = map[[8]byte]chan struct{}{}
-	}
+	l := newLog(opts.Identity.Name)
+	l.dir, l.lockFile = tiles, lock
 	fail := func(err error) (*Log, error) {
 		l.closeAfterFailedOpen()
 		return nil, err
@@ -180,6 +212,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		return fail(err)
 	}
 	l.subjects.reader = l.readEntry
+	l.guard = localGuard{l}
 
 	bg, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
@@ -187,6 +220,28 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	if err != nil {
 		return fail(fmt.Errorf("buildlog: open tiles in %s: %w", tiles, err))
 	}
+	if err := l.start(bg, driver, opts); err != nil {
+		return fail(fmt.Errorf("buildlog: start the log in %s: %w (if the state directory was damaged, restore it from a backup; vouch will not rewrite a log)", tiles, err))
+	}
+	if err := l.catchUp(ctx); err != nil {
+		return fail(err)
+	}
+	if err := l.subjects.startFilter(); err != nil {
+		return fail(err)
+	}
+	return l, nil
+}
+
+func newLog(origin string) *Log {
+	l := &Log{origin: origin}
+	for i := range l.inflight {
+		l.inflight[i].m = map[[8]byte]chan struct{}{}
+	}
+	return l
+}
+
+// start runs tessera on driver.
+func (l *Log) start(bg context.Context, driver tessera.Driver, opts Options) error {
 	ao := tessera.NewAppendOptions().
 		WithCheckpointSigner(opts.Identity.Signer).
 		WithCheckpointInterval(opts.CheckpointInterval).
@@ -198,22 +253,16 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	if len(opts.Witnesses) > 0 {
 		group, err := witnessGroup(opts.Witnesses)
 		if err != nil {
-			return fail(err)
+			return err
 		}
 		ao.WithWitnesses(group, &tessera.WitnessOptions{Timeout: opts.WitnessTimeout, FailOpen: true})
 	}
 	appender, shutdown, reader, err := tessera.NewAppender(bg, driver, ao)
 	if err != nil {
-		return fail(fmt.Errorf("buildlog: start the log in %s: %w (if the state directory was damaged, restore it from a backup; vouch will not rewrite a log)", tiles, err))
+		return err
 	}
 	l.appender, l.shutdown, l.reader = appender, shutdown, reader
-	if err := l.catchUp(ctx); err != nil {
-		return fail(err)
-	}
-	if err := l.subjects.startFilter(); err != nil {
-		return fail(err)
-	}
-	return l, nil
+	return nil
 }
 
 // witnessGroup asks every witness: the log wants as many cosignatures as
@@ -244,10 +293,14 @@ func (l *Log) closeAfterFailedOpen() {
 	if l.cancel != nil {
 		l.cancel()
 	}
-	if l.subjects != nil {
+	if l.guard != nil {
+		l.guard.Close()
+	} else if l.subjects != nil {
 		l.subjects.close()
 	}
-	l.lockFile.Close()
+	if l.lockFile != nil {
+		l.lockFile.Close()
+	}
 }
 
 // lockExclusive takes a non-blocking exclusive flock, so that exactly one
@@ -309,8 +362,19 @@ func trimNL(s string) string {
 // Origin is the log's origin line (the builder key's name).
 func (l *Log) Origin() string { return l.origin }
 
-// TilesDir is the directory served at /log/.
+// TilesDir is the directory served at /log/ for a POSIX log; it is empty
+// for a shared log, which Handler serves through the engine's reader.
 func (l *Log) TilesDir() string { return l.dir }
+
+// Handler serves the log in tlog-tiles layout (see the package-level
+// Handler): from the tiles directory on POSIX, through tessera's reader
+// from the bucket for a shared log.
+func (l *Log) Handler() http.Handler {
+	if l.dir != "" {
+		return Handler(l.dir)
+	}
+	return ReaderHandler(l.reader)
+}
 
 // Result is the outcome of a successful Add.
 type Result struct {
@@ -325,25 +389,51 @@ func (l *Log) Add(ctx context.Context, c *claim.Claim) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("invalid claim: %w", err)
 	}
-	key := c.Key()
-	h := subjectHash(key)
-	release := l.lockSubject(h)
-	defer release()
-
-	if logged, idx, ok, err := l.subjects.lookup(key, h); err != nil {
+	r, err := l.guard.Reserve(ctx, c)
+	if err != nil {
 		return Result{}, err
-	} else if ok {
+	}
+	if logged, idx, ok := r.Logged(); ok {
 		if logged.Agrees(c) {
 			return Result{Index: idx, Duplicate: true}, nil
 		}
 		return Result{}, &ConflictError{Logged: logged, Index: idx}
 	}
-	idx, err := l.appender.Add(ctx, tessera.NewEntry(entry))()
+	idx, err := l.append(ctx, entry, r.Renew)
 	if err != nil {
+		r.Abandon(err)
 		return Result{}, fmt.Errorf("append (the claim may or may not be logged; retrying is safe): %w", err)
 	}
-	l.subjects.record(h, idx.Index)
+	if err := r.Confirm(ctx, idx.Index); err != nil {
+		return Result{}, fmt.Errorf("the claim is logged at index %d but recording its subject failed (retrying is safe): %w", idx.Index, err)
+	}
 	return Result{Index: idx.Index}, nil
+}
+
+// append adds entry to the log, waiting out pushback (the shared engine
+// refuses new batches while too many sequenced entries await integration)
+// until ctx ends. Before every attempt after the first it renews the
+// subject's reservation, so that a long wait can neither let the
+// reservation expire unnoticed nor append after it was resolved.
+func (l *Log) append(ctx context.Context, entry []byte, renew func(context.Context) error) (tessera.Index, error) {
+	wait := 10 * time.Millisecond
+	for try := 0; ; try++ {
+		if try > 0 {
+			if err := renew(ctx); err != nil {
+				return tessera.Index{}, fmt.Errorf("%w (the claim was not appended)", err)
+			}
+		}
+		idx, err := l.appender.Add(ctx, tessera.NewEntry(entry))()
+		if !errors.Is(err, tessera.ErrPushback) {
+			return idx, err
+		}
+		select {
+		case <-ctx.Done():
+			return idx, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // lockSubject serialises Adds for one subject, so two concurrent
@@ -383,8 +473,7 @@ func (l *Log) lockSubject(key [8]byte) func() {
 
 // Lookup returns the logged claim for (kind, subject), if any.
 func (l *Log) Lookup(kind claim.Kind, subject string) (*claim.Claim, uint64, bool, error) {
-	key := string(kind) + " " + subject
-	return l.subjects.lookup(key, subjectHash(key))
+	return l.guard.Lookup(context.Background(), kind, subject)
 }
 
 // Size returns the size of the integrated tree (which may be ahead of the
@@ -458,9 +547,11 @@ func (l *Log) Close() error {
 	// hang.
 	err := l.shutdown(ctx)
 	l.cancel()
-	if err2 := l.subjects.close(); err == nil {
+	if err2 := l.guard.Close(); err == nil {
 		err = err2
 	}
-	l.lockFile.Close()
+	if l.lockFile != nil {
+		l.lockFile.Close()
+	}
 	return err
 }

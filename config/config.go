@@ -52,6 +52,8 @@ type Config struct {
 	Upstreams []Upstream `toml:"upstream"`
 	NARCache  NARCache   `toml:"nar-cache"`
 	Follow    Follow     `toml:"follow"`
+	// Log says where the builder's own log (the log role) is kept.
+	Log LogStore `toml:"log"`
 
 	// Groups name sets of builders (and earlier groups) with a threshold;
 	// quorum.group makes one of them the rule. See Group.
@@ -228,6 +230,38 @@ type Follow struct {
 	Interval Duration `toml:"interval"` // time between polls of one log; default 10s
 }
 
+// Log backends.
+const (
+	LogBackendPOSIX = "posix" // STATE/log on the local disk; one writer
+	LogBackendS3    = "s3"    // S3-compatible bucket + MySQL-compatible database; several frontends
+)
+
+// LogStore is where the builder's log lives. With the default backend,
+// "posix", it is STATE/log and nothing else is configured. With "s3" the
+// log is published in an S3-compatible bucket and sequenced and guarded in
+// a MySQL-compatible database, so several `vouch serve` frontends with the
+// same key can append to it and followers can read it from the bucket.
+type LogStore struct {
+	Backend  string `toml:"backend"`
+	Bucket   string `toml:"bucket"`   // must exist
+	Prefix   string `toml:"prefix"`   // optional prefix of every object name
+	Endpoint string `toml:"endpoint"` // S3-compatible server's URL; empty for AWS S3
+	Region   string `toml:"region"`   // default us-east-1
+	// AccessKey and SecretKey are the bucket's credentials; if both are
+	// empty the AWS SDK finds them (AWS_ACCESS_KEY_ID and
+	// AWS_SECRET_ACCESS_KEY, shared files, instance roles).
+	AccessKey string `toml:"access-key"`
+	SecretKey string `toml:"secret-key"`
+	// DSN is the database, as github.com/go-sql-driver/mysql writes it:
+	// "user:password@tcp(host:3306)/database". If empty, the environment
+	// variable VOUCH_LOG_DSN is used, to keep the password out of the file.
+	DSN string `toml:"dsn"`
+	// StaleReservation is how long a subject reserved by a frontend that
+	// died stays blocked before another frontend resolves it from the log.
+	// Default 5s.
+	StaleReservation Duration `toml:"stale-reservation"`
+}
+
 // Duration is a time.Duration written as "10s" in TOML.
 type Duration struct{ time.Duration }
 
@@ -365,6 +399,12 @@ func (c *Config) Defaults() {
 	}
 	if c.Follow.Interval.Duration == 0 {
 		c.Follow.Interval.Duration = 10 * time.Second
+	}
+	if c.Log.Backend == "" {
+		c.Log.Backend = LogBackendPOSIX
+	}
+	if c.Log.Backend == LogBackendS3 && c.Log.DSN == "" {
+		c.Log.DSN = os.Getenv("VOUCH_LOG_DSN")
 	}
 	for i := range c.Builders {
 		b := &c.Builders[i]
@@ -523,6 +563,30 @@ func (c *Config) Validate() error {
 	}
 	if c.NARCache.Dir != "" && c.NARCache.MaxSize == 0 {
 		bad("nar-cache.dir is set but nar-cache.max-size is not: say how much disk the cache may use, e.g. max-size = \"20GiB\"")
+	}
+	switch l := c.Log; l.Backend {
+	case LogBackendPOSIX:
+		if l.Bucket != "" || l.Endpoint != "" || l.DSN != "" || l.AccessKey != "" || l.SecretKey != "" || l.Prefix != "" || l.Region != "" {
+			bad("log: bucket, endpoint, dsn and the other [log] settings need backend = %q", LogBackendS3)
+		}
+	case LogBackendS3:
+		if l.Bucket == "" {
+			bad("log: backend = %q needs bucket (the bucket the log is published in; create it first)", LogBackendS3)
+		}
+		if l.DSN == "" {
+			bad("log: backend = %q needs dsn (e.g. \"vouch:PASSWORD@tcp(db:3306)/vouchlog\"), or the VOUCH_LOG_DSN environment variable", LogBackendS3)
+		}
+		if l.Endpoint != "" && !isHTTPURL(l.Endpoint) {
+			bad("log: endpoint %q must be an http:// or https:// URL", l.Endpoint)
+		}
+		if (l.AccessKey == "") != (l.SecretKey == "") {
+			bad("log: set both access-key and secret-key, or neither (to use the AWS environment)")
+		}
+		if l.StaleReservation.Duration < 0 || (l.StaleReservation.Duration > 0 && l.StaleReservation.Duration < time.Second) {
+			bad("log: stale-reservation = %v is too short (at least 1s; default 5s)", l.StaleReservation.Duration)
+		}
+	default:
+		bad("log: backend = %q: want %q or %q", l.Backend, LogBackendPOSIX, LogBackendS3)
 	}
 	if c.Follow.Interval.Duration < 100*time.Millisecond {
 		bad("follow.interval = %v is too short (at least 100ms)", c.Follow.Interval.Duration)

@@ -209,3 +209,36 @@ func TestGroupsAndExceptions(t *testing.T) {
 		}
 	}
 }
+
+func TestLogBackend(t *testing.T) {
+	t.Setenv("VOUCH_LOG_DSN", "")
+	c, err := Parse([]byte(`key = "/k"` + "\n[log]\nbackend = \"s3\"\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9000\"\ndsn = \"u:p@tcp(db:3306)/l\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Log.Backend != LogBackendS3 || c.Log.Bucket != "b" || c.Log.DSN != "u:p@tcp(db:3306)/l" {
+		t.Fatalf("parsed %+v", c.Log)
+	}
+	if c, err := Parse(nil); err != nil || c.Log.Backend != LogBackendPOSIX {
+		t.Fatalf("default backend: %+v %v", c.Log, err)
+	}
+	t.Setenv("VOUCH_LOG_DSN", "u:p@tcp(db:3306)/fromenv")
+	c, err = Parse([]byte(`key = "/k"` + "\n[log]\nbackend = \"s3\"\nbucket = \"b\"\n"))
+	if err != nil || c.Log.DSN != "u:p@tcp(db:3306)/fromenv" {
+		t.Fatalf("DSN from VOUCH_LOG_DSN: %+v %v", c.Log, err)
+	}
+	t.Setenv("VOUCH_LOG_DSN", "")
+	for name, tc := range map[string]struct{ toml, want string }{
+		"unknown backend": {"[log]\nbackend = \"gcs\"\n", `backend = "gcs"`},
+		"no bucket":       {`key = "/k"` + "\n[log]\nbackend = \"s3\"\ndsn = \"x\"\n", "needs bucket"},
+		"no dsn":          {`key = "/k"` + "\n[log]\nbackend = \"s3\"\nbucket = \"b\"\n", "needs dsn"},
+		"half creds":      {`key = "/k"` + "\n[log]\nbackend = \"s3\"\nbucket = \"b\"\ndsn = \"x\"\naccess-key = \"a\"\n", "both access-key and secret-key"},
+		"bad endpoint":    {`key = "/k"` + "\n[log]\nbackend = \"s3\"\nbucket = \"b\"\ndsn = \"x\"\nendpoint = \"s3.example\"\n", "endpoint"},
+		"posix + bucket":  {"[log]\nbucket = \"b\"\n", "need backend"},
+	} {
+		_, err := Parse([]byte(tc.toml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error containing %q", name, err, tc.want)
+		}
+	}
+}

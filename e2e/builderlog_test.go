@@ -23,10 +23,16 @@ var worldAttrs = []string{"a", "b", "c", "multi", "multi.dev", "ca", "noise", "t
 
 // TestHookLogsEveryOutput: with post-build-hook = vouch hook, building the
 // world puts every output in the log, each claim equal to what Nix says,
-// and the served log passes an independent audit.
+// and the log as followers read it (the daemon's /log/, or the bucket)
+// passes an independent audit — with the log on the local disk and in an
+// S3 bucket with a database.
 func TestHookLogsEveryOutput(t *testing.T) {
+	forEachLogBackend(t, testHookLogsEveryOutput)
+}
+
+func testHookLogsEveryOutput(t *testing.T, log *builderLog) {
 	state, store := t.TempDir(), t.TempDir()
-	d := startDaemon(t, state, store)
+	d := log.Start(t, state, store)
 	outs := nixBuild(t, store, hookScript(t, state), nil, worldAttrs...)
 	// multi has two outputs; ca adds a nix-ca claim besides its nix claim.
 	if len(outs) != 8 {
@@ -75,8 +81,12 @@ func TestHookLogsEveryOutput(t *testing.T) {
 }
 
 // TestDaemonDownDuringBuilds: builds succeed while the daemon is down, and
-// their claims appear once it is back.
+// their claims appear once it is back (on both log backends).
 func TestDaemonDownDuringBuilds(t *testing.T) {
+	forEachLogBackend(t, testDaemonDownDuringBuilds)
+}
+
+func testDaemonDownDuringBuilds(t *testing.T, log *builderLog) {
 	state, store := t.TempDir(), t.TempDir()
 	start := time.Now()
 	outs := nixBuild(t, store, hookScript(t, state), nil, "a", "b", "c")
@@ -84,7 +94,7 @@ func TestDaemonDownDuringBuilds(t *testing.T) {
 		t.Fatalf("outputs %v", outs)
 	}
 	t.Logf("3 builds with the daemon down took %v", time.Since(start))
-	d := startDaemon(t, state, store)
+	d := log.Start(t, state, store)
 	_, claims := waitForClaims(t, d, 3)
 	got := map[string]bool{}
 	for _, c := range claims {

@@ -111,6 +111,9 @@ type daemon struct {
 	VKey   string
 	output *syncBuffer
 	done   chan error
+	// PublishedLog, if set, is where the log is published other than at
+	// /log/ (the bucket of a log on object storage); tests audit it there.
+	PublishedLog string
 }
 
 type syncBuffer struct {
@@ -232,6 +235,15 @@ const raceReport = "WARNING: DATA RACE"
 
 func (d *daemon) LogURL() string { return "http://" + d.Addr + "/log/" }
 
+// AuditURL is where followers read the log: the bucket for a log on object
+// storage, else the daemon's /log/.
+func (d *daemon) AuditURL() string {
+	if d.PublishedLog != "" {
+		return d.PublishedLog
+	}
+	return d.LogURL()
+}
+
 // vouch runs the vouch binary and returns its combined output and exit code.
 func vouch(t testing.TB, args ...string) (string, int) {
 	t.Helper()
@@ -346,7 +358,7 @@ func waitForClaims(t testing.TB, d *daemon, n int) (*tlogaudit.Result, []*claim.
 	deadline := time.Now().Add(60 * time.Second)
 	var lastErr error
 	for time.Now().Before(deadline) {
-		res, err := tlogaudit.Audit(d.LogURL(), d.VKey)
+		res, err := tlogaudit.Audit(d.AuditURL(), d.VKey)
 		if err == nil && len(res.Entries) >= n {
 			claims := make([]*claim.Claim, len(res.Entries))
 			for i, e := range res.Entries {

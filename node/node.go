@@ -135,6 +135,13 @@ func (n *Node) Run(ctx context.Context) error {
 
 	if n.identity != nil {
 		opts := buildlog.Options{Dir: filepath.Join(n.cfg.State, "log"), Identity: n.identity}
+		if lc := n.cfg.Log; lc.Backend == config.LogBackendS3 {
+			opts.Shared = &buildlog.Shared{
+				Bucket: lc.Bucket, Prefix: lc.Prefix, Endpoint: lc.Endpoint, Region: lc.Region,
+				AccessKey: lc.AccessKey, SecretKey: lc.SecretKey, DSN: lc.DSN,
+				StaleReservation: lc.StaleReservation.Duration,
+			}
+		}
 		for _, w := range n.cfg.Witnesses {
 			opts.Witnesses = append(opts.Witnesses, buildlog.Witness{VKey: w.VKey, URL: w.URL})
 		}
@@ -143,7 +150,7 @@ func (n *Node) Run(ctx context.Context) error {
 			return err
 		}
 		closers = append(closers, l.Close)
-		n.mux.Handle("/log/", http.StripPrefix("/log", buildlog.Handler(l.TilesDir())))
+		n.mux.Handle("/log/", http.StripPrefix("/log", l.Handler()))
 		// A builder offers its own store's bytes to other nodes, unsigned:
 		// they verify every byte against their own quorum anyway.
 		peer, err := substituter.NewStoreServer(n.cfg.Store, n.logger.With("role", "peer"))

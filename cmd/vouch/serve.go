@@ -136,6 +136,13 @@ func printBanner(cfg *config.Config, n *node.Node, addr string) {
 	if id := n.Identity(); id != nil {
 		fmt.Printf("  log:          http://%s/log/  (origin %q)\n", addr, id.Name)
 		fmt.Printf("  verifier key: %s\n", id.VerifierKey)
+		if lc := cfg.Log; lc.Backend == config.LogBackendS3 {
+			where := lc.Endpoint
+			if where == "" {
+				where = "AWS S3"
+			}
+			fmt.Printf("  published in: bucket %q on %s, shared with the log's other frontends (followers may use the bucket's URL as this builder's log)\n", lc.Bucket, where)
+		}
 		fmt.Printf("  submit:       %s  (vouch submit PATH…, or post-build-hook = a script running `vouch hook --state %s`)\n", cfg.Socket, cfg.State)
 	}
 	if len(cfg.Builders) > 0 {
