@@ -413,6 +413,10 @@ func (d QuorumDecider) PathByHash(hashPart string) (string, bool) {
 // startLogRole opens the submit socket and the hook spool drainer.
 func (n *Node) startLogRole(ctx context.Context, l *buildlog.Log, run func(string, func(context.Context) error)) error {
 	store := nixstore.Store{Root: n.cfg.Store}
+	metered, err := newMeteredLog(l, n.logger, n.metrics, SpoolDir(n.cfg.State))
+	if err != nil {
+		return err
+	}
 	drainer := &hook.Drainer{
 		Spool: hook.Spool{Dir: SpoolDir(n.cfg.State)},
 		Outputs: func(ctx context.Context, drv string) ([]hook.Output, error) {
@@ -445,14 +449,13 @@ func (n *Node) startLogRole(ctx context.Context, l *buildlog.Log, run func(strin
 				claims = append(claims, ca)
 			}
 			for _, c := range claims {
-				res, err := l.Add(ctx, c)
+				_, err := metered.Add(ctx, c)
 				if errors.Is(err, buildlog.ErrConflict) {
 					return fmt.Errorf("%w: %v", hook.ErrPermanent, err)
 				}
 				if err != nil {
 					return err
 				}
-				n.logger.Info("logged", "kind", c.Kind, "subject", c.Subject, "index", res.Index, "duplicate", res.Duplicate)
 			}
 			return nil
 		},
@@ -460,7 +463,7 @@ func (n *Node) startLogRole(ctx context.Context, l *buildlog.Log, run func(strin
 	}
 	poke := make(chan struct{}, 1)
 	srv := &submit.Server{
-		Log:   l,
+		Log:   metered,
 		Store: store,
 		Drain: func() {
 			select {

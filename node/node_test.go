@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/config"
 	"github.com/vouch-dev/vouch/internal/keytest"
+	"github.com/vouch-dev/vouch/submit"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -91,5 +93,52 @@ func TestNixKeyNeedsBuildersAndAValidKey(t *testing.T) {
 	cfg.Builders = []config.Builder{{Name: "alice", VKey: "alice+00000000+AAAA", Log: "http://127.0.0.1:1/log/"}}
 	if _, err := New(cfg, quiet()); err == nil || !strings.Contains(err.Error(), "nix-key") {
 		t.Errorf("a garbage nix-key: %v", err)
+	}
+}
+
+// TestBuilderMetrics: a builder's /metrics counts its appends by outcome,
+// their time to acknowledgement and its spool's depth.
+func TestBuilderMetrics(t *testing.T) {
+	state := t.TempDir()
+	_, files := keytest.Identity(t, "", "bob-1a2b3c")
+	cfg := &config.Config{State: state, Listen: "127.0.0.1:0", Key: files.Key, Store: t.TempDir()}
+	cfg.Defaults()
+	n, err := New(cfg, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := runNode(t, n)
+	c := submit.NewClient(cfg.Socket)
+	cl := &claim.Claim{Kind: claim.KindOCI, Subject: "github.com/x/y@" + strings.Repeat("1", 40) + "#img?system=x86_64-linux", Digest: "sha256:" + strings.Repeat("a", 64)}
+	ctx := context.Background()
+	for range 2 { // logged, then a duplicate
+		if _, _, err := c.Submit(ctx, cl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := *cl
+	other.Digest = "sha256:" + strings.Repeat("b", 64)
+	if _, _, err := c.Submit(ctx, &other); err == nil {
+		t.Fatal("a conflicting claim was accepted")
+	}
+	os.MkdirAll(SpoolDir(state), 0o700)
+	os.WriteFile(filepath.Join(SpoolDir(state), "x.job"), []byte("{}"), 0o600)
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`vouch_builder_appends_total{outcome="logged"} 1`,
+		`vouch_builder_appends_total{outcome="duplicate"} 1`,
+		`vouch_builder_appends_total{outcome="conflict"} 1`,
+		`vouch_builder_ack_seconds_count 2`,
+		`vouch_builder_spool_jobs 1`,
+		`vouch_build_info{`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
