@@ -98,8 +98,23 @@ const DefaultWitnessMaxAge = 24 * time.Hour
 // Upstream is a binary cache or peer NAR bytes may come from.
 type Upstream struct {
 	URL     string   `toml:"url"`
-	Timeout Duration `toml:"timeout"` // whole-request bound; default 5m
+	Timeout Duration `toml:"timeout"` // whole NAR request; default DefaultUpstreamTimeout
+	// NarinfoTimeout bounds one narinfo request; default
+	// DefaultNarinfoTimeout. A miss waits for it at most once per
+	// upstream: a timeout opens the upstream's circuit breaker.
+	NarinfoTimeout Duration `toml:"narinfo-timeout"`
+	// StallTimeout cuts a NAR download (or its response headers) that
+	// makes less than 64 KiB of progress in this time; default
+	// DefaultStallTimeout.
+	StallTimeout Duration `toml:"stall-timeout"`
 }
+
+// Upstream timeouts when the config does not set them.
+const (
+	DefaultUpstreamTimeout = 5 * time.Minute
+	DefaultNarinfoTimeout  = 5 * time.Second
+	DefaultStallTimeout    = 30 * time.Second
+)
 
 // NARCache is the substituter's optional bounded on-disk cache of
 // verified NARs. It is on when MaxSize is set.
@@ -280,8 +295,15 @@ func (c *Config) Defaults() {
 		c.NARCache.Dir = filepath.Join(c.State, "nar-cache")
 	}
 	for i := range c.Upstreams {
-		if c.Upstreams[i].Timeout.Duration == 0 {
-			c.Upstreams[i].Timeout.Duration = 5 * time.Minute
+		u := &c.Upstreams[i]
+		if u.Timeout.Duration == 0 {
+			u.Timeout.Duration = DefaultUpstreamTimeout
+		}
+		if u.NarinfoTimeout.Duration == 0 {
+			u.NarinfoTimeout.Duration = DefaultNarinfoTimeout
+		}
+		if u.StallTimeout.Duration == 0 {
+			u.StallTimeout.Duration = DefaultStallTimeout
 		}
 	}
 }
@@ -370,6 +392,9 @@ func (c *Config) Validate() error {
 	for i, u := range c.Upstreams {
 		if !isHTTPURL(u.URL) {
 			bad("upstream #%d: url %q must be http:// or https://", i+1, u.URL)
+		}
+		if u.Timeout.Duration < 0 || u.NarinfoTimeout.Duration < 0 || u.StallTimeout.Duration < 0 {
+			bad("upstream #%d (%s): timeouts must not be negative", i+1, u.URL)
 		}
 	}
 	witnessNames := map[string]bool{}

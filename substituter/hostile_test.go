@@ -138,7 +138,7 @@ func TestHostileUpstreamsGetNothingThrough(t *testing.T) {
 				s, n := node(t, w.decider("a", "b", "big"), nixKey(t), shortLimits, bad.URL)
 				start := time.Now()
 				code, body, err := narOf(t, n.URL, c)
-				if err == nil && code == 200 || uint64(len(body)) >= c.NarSize {
+				if code == 200 && (err == nil || uint64(len(body)) >= c.NarSize) {
 					t.Fatalf("%s: the client got a complete response from a hostile upstream: %d, %d bytes, %v", attr, code, len(body), err)
 				}
 				if d := time.Since(start); d > 5*time.Second {
@@ -148,11 +148,18 @@ func TestHostileUpstreamsGetNothingThrough(t *testing.T) {
 					t.Errorf("%s: reason %q counted %v times; metrics:\n%s", attr, hc.reason, got, dumpFailures(s))
 				}
 				// The narinfo the node serves is the agreed one, whatever
-				// the upstream says.
-				_, _, nb, _ := get(t, n.URL+"/"+claim.HashPart(c.Subject)+".narinfo")
-				ni, err := narinfo.Parse(nb)
-				if err != nil || ni.NarHash != c.NarHash || ni.NarSize != c.NarSize || strings.Join(ni.References, " ") != strings.Join(c.References, " ") {
-					t.Errorf("%s: narinfo is not the agreed one: %v\n%s", attr, err, nb)
+				// the upstream says, or none when the only upstream
+				// cannot deliver it.
+				nc, hdr, nb, _ := get(t, n.URL+"/"+claim.HashPart(c.Subject)+".narinfo")
+				if nc == 404 {
+					if hdr.Get("X-Vouch-Refusal") != "no-source" {
+						t.Errorf("%s: narinfo refused as %q, want no-source: %s", attr, hdr.Get("X-Vouch-Refusal"), nb)
+					}
+				} else {
+					ni, err := narinfo.Parse(nb)
+					if err != nil || ni.NarHash != c.NarHash || ni.NarSize != c.NarSize || strings.Join(ni.References, " ") != strings.Join(c.References, " ") {
+						t.Errorf("%s: narinfo is not the agreed one: %v\n%s", attr, err, nb)
+					}
 				}
 
 				// With an honest upstream as well, the client gets the NAR
