@@ -172,7 +172,8 @@ type lookups struct {
 const maxLookups = 1 << 18
 
 // narinfoOf returns the upstream's answer about hashPart: a cached one, the
-// one in flight, or a new request. The error is ctx's, when it ended first.
+// one in flight, or a new request. The error is ctx's, when it ended
+// first; the lookup goes on and can still be waited for.
 func (s *Server) narinfoOf(ctx context.Context, up *upstream, hashPart string) (*lookup, error) {
 	key := lookupKey{up, hashPart}
 	now := time.Now()
@@ -200,7 +201,7 @@ func (s *Server) narinfoOf(ctx context.Context, up *upstream, hashPart string) (
 	case <-l.done:
 		return l, nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return l, ctx.Err()
 	}
 }
 
@@ -251,6 +252,20 @@ type narinfoResult struct {
 	lookup *lookup // nil when the upstream was skipped
 }
 
+// judgeLate compares the answers of a race that was decided without them
+// with what the path must be, waiting for lookups still in flight (each is
+// bounded by its narinfo timeout). An upstream that lies is logged and
+// counted even when another one was faster.
+func (s *Server) judgeLate(answers <-chan narinfoResult, exp *expectation, hashPart string) {
+	for res := range answers {
+		if res.lookup != nil {
+			<-res.lookup.done
+			res.info, res.err = res.lookup.info, res.lookup.err
+		}
+		s.usable(res, exp, hashPart)
+	}
+}
+
 // errSkipped is the answer of an upstream whose circuit is open.
 var errSkipped = errors.New("skipped: the upstream failed recently and has not answered a probe since")
 
@@ -271,7 +286,7 @@ func (s *Server) raceNarinfos(ctx context.Context, hashPart string) <-chan narin
 			defer wg.Done()
 			l, err := s.narinfoOf(ctx, up, hashPart)
 			if err != nil {
-				out <- narinfoResult{up: up, err: err}
+				out <- narinfoResult{up: up, err: err, lookup: l}
 				return
 			}
 			out <- narinfoResult{up: up, info: l.info, err: l.err, lookup: l}

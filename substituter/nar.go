@@ -159,11 +159,7 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	// Answers still on their way are judged all the same: an upstream
 	// that lies loses the race but is still logged and counted.
-	go func() {
-		for res := range answers {
-			s.usable(res, exp, hashPart)
-		}
-	}()
+	go s.judgeLate(answers, exp, hashPart)
 	switch {
 	case served:
 	case r.Context().Err() != nil:
@@ -230,11 +226,7 @@ func (s *Server) findSource(ctx context.Context, hashPart string, exp *expectati
 	for res := range answers {
 		err := s.usable(res, exp, hashPart)
 		if err == nil {
-			go func() {
-				for res := range answers {
-					s.usable(res, exp, hashPart)
-				}
-			}()
+			go s.judgeLate(answers, exp, hashPart)
 			return true, ""
 		}
 		failures = append(failures, res.up.name+": "+describe(reasonOf(ctx, err), err))
