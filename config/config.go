@@ -50,6 +50,7 @@ type Config struct {
 	Quorum    Quorum     `toml:"quorum"`
 	Upstreams []Upstream `toml:"upstream"`
 	NARCache  NARCache   `toml:"nar-cache"`
+	Relay     Relay      `toml:"relay"`
 	Follow    Follow     `toml:"follow"`
 
 	// Path is the file the config was read from, for messages.
@@ -122,6 +123,27 @@ type NARCache struct {
 	Dir     string `toml:"dir"`      // default STATE/nar-cache
 	MaxSize Size   `toml:"max-size"` // e.g. "20GiB"; unset or 0 disables the cache
 }
+
+// Relay tunes how the substituter fetches and checks NARs.
+type Relay struct {
+	// VerifyFirstMax is the largest NAR received and verified whole before
+	// its first byte is sent, so a bad upstream is replaced by the next
+	// one without failing the client; larger NARs stream with their last
+	// chunk held back. Unset: DefaultVerifyFirstMax; 0 streams every NAR.
+	VerifyFirstMax *Size `toml:"verify-first-max"`
+	// SpoolDir holds NARs over 1 MiB while they are verified; default
+	// STATE/spool.
+	SpoolDir string `toml:"spool-dir"`
+	// MissTTL is how long an upstream's "not found" for a narinfo is
+	// remembered; default DefaultMissTTL.
+	MissTTL Duration `toml:"miss-ttl"`
+}
+
+// Relay defaults.
+const (
+	DefaultVerifyFirstMax = 1 << 30
+	DefaultMissTTL        = 30 * time.Second
+)
 
 // Follow tunes the follow role.
 type Follow struct {
@@ -291,6 +313,16 @@ func (c *Config) Defaults() {
 	if c.Quorum.MinOperators == 0 && len(c.Builders) > 0 {
 		c.Quorum.MinOperators = 1
 	}
+	if c.Relay.VerifyFirstMax == nil {
+		v := Size(DefaultVerifyFirstMax)
+		c.Relay.VerifyFirstMax = &v
+	}
+	if c.Relay.SpoolDir == "" {
+		c.Relay.SpoolDir = filepath.Join(c.State, "spool")
+	}
+	if c.Relay.MissTTL.Duration == 0 {
+		c.Relay.MissTTL.Duration = DefaultMissTTL
+	}
 	if c.NARCache.MaxSize > 0 && c.NARCache.Dir == "" {
 		c.NARCache.Dir = filepath.Join(c.State, "nar-cache")
 	}
@@ -425,6 +457,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ServeWitness && (c.Key == "" || len(c.Builders) == 0) {
 		bad("serve-witness needs a key to cosign with and [[builder]] logs to witness")
+	}
+	if c.Relay.MissTTL.Duration < 0 {
+		bad("relay.miss-ttl must not be negative")
 	}
 	if c.NARCache.Dir != "" && c.NARCache.MaxSize == 0 {
 		bad("nar-cache.dir is set but nar-cache.max-size is not: say how much disk the cache may use, e.g. max-size = \"20GiB\"")

@@ -17,27 +17,45 @@
 // whose body and X-Vouch-Refusal header say why (insufficient, conflict,
 // unknown path), so Nix builds the path itself or reports it missing.
 //
-// # NARs: hash while streaming, hold back the last chunk
+// # Advertise only what can be delivered
+//
+// A narinfo promises a NAR, and stock Nix (fallback off) fails a build
+// whose NAR does not come. So an agreed path's narinfo is served only when
+// a source has the NAR: the node's own store, its NAR cache, or an upstream
+// whose narinfo matches the agreement. Otherwise the answer is a 404 with
+// X-Vouch-Refusal: no-source, and Nix builds the path itself. Upstream
+// narinfo answers are cached, coalesced and skipped for upstreams whose
+// circuit breaker is open (health.go), so the check costs a miss a few
+// milliseconds, not an upstream's timeout.
+//
+// # NARs: verify first, or hash while streaming
 //
 // For /nar/ the node resolves the path again (the verdict may have changed)
 // and then tries, in order: its own store, if it has the path, then the
-// configured upstreams, raced: all are asked for their narinfo at once, and
-// those that answer first are tried first. An upstream's narinfo is parsed
-// strictly and its NarHash, NarSize and References must equal the agreed
-// ones, or the upstream is skipped and counted. The NAR is decompressed (xz,
-// zstd, bzip2 or none), hashed and counted as it is relayed, with
-// Content-Length set to the agreed NarSize; the last chunk read is always
-// held back until the byte count equals NarSize and the SHA-256 equals
-// NarHash. On a mismatch, an overrun, a stall or a timeout the connection is
-// cut, so Nix sees a short body and rejects it: a bad NAR never reaches Nix
-// complete. An upstream that fails before a byte was sent is replaced by the
-// next one.
+// configured upstreams, raced: all are asked for their narinfo at once (or
+// answer from the cache), and those that answer first are tried first. An
+// upstream's narinfo is parsed strictly and its NarHash, NarSize and
+// References must equal the agreed ones, or the upstream is skipped and
+// counted, even when it answers after another upstream already served the
+// NAR. The NAR is decompressed (xz, zstd, bzip2 or none), hashed and
+// counted as it is read.
+//
+// A NAR up to Limits.VerifyFirstMax is received whole and verified before
+// its first byte is sent (spool.go): a bad source is replaced by the next
+// one and the client never notices. A larger NAR is relayed as it arrives,
+// with Content-Length set to the agreed NarSize; the last chunk read is
+// always held back until the byte count equals NarSize and the SHA-256
+// equals NarHash. On a mismatch, an overrun, a stall or a timeout the
+// connection is cut, so Nix sees a short body and rejects it: a bad NAR
+// never reaches Nix complete. When no source delivers, the 502 names each
+// upstream's failure.
 //
 // Every upstream is bounded: a narinfo timeout and size limit
 // (narinfo.MaxSize), a whole-request timeout (config.Upstream.Timeout), a
 // stall timeout that only progress of Limits.ProgressBytes resets (so a
 // 1-byte-per-second drip is cut after StallTimeout), a cap on compressed
-// bytes, and a bound on concurrent requests.
+// bytes, and a bound on concurrent requests. A client that hangs up is
+// counted as such, never against the upstream it was being served from.
 //
 // # NAR cache
 //
