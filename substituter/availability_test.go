@@ -167,8 +167,24 @@ func TestTamperedFirstUpstreamNeverFailsTheClient(t *testing.T) {
 		}
 	}
 
+	// With a NAR cache, its temporary file is the spool: the client gets
+	// the honest NAR, and so does the cache.
+	cacheDir := t.TempDir()
+	s, n := cachingNode(t, w.decider("a", "big"), cacheDir, 1<<30, bad, good)
+	wantNAR(t, n.URL, c)
+	waitStored(t, s, 1)
+	if nars, temps := cachedFiles(t, cacheDir); len(nars) != 1 || len(temps) != 0 || nars[0] != strings.TrimPrefix(c.NarHash, "sha256:")+".nar" {
+		t.Errorf("cache holds %v, temporary %v", nars, temps)
+	}
+	if b, err := os.ReadFile(filepath.Join(cacheDir, strings.TrimPrefix(c.NarHash, "sha256:")+".nar")); err != nil || narHashOf(b) != c.NarHash {
+		t.Errorf("cached NAR is not the agreed one: %v", err)
+	}
+	if got := testutil.ToFloat64(s.metrics.upstreamFailures.WithLabelValues(bad, "hash")); got != 1 {
+		t.Errorf("with a cache, the tamperer was not tried first (hash failures %v)", got)
+	}
+
 	// The contrast: streamed with the hold-back only, the client is cut.
-	_, n := node(t, w.decider("a", "big"), nixKey(t), Limits{VerifyFirstMax: -1, StallTimeout: 15 * time.Second}, bad, good)
+	_, n = node(t, w.decider("a", "big"), nixKey(t), Limits{VerifyFirstMax: -1, StallTimeout: 15 * time.Second}, bad, good)
 	if code, body, err := narOf(t, n.URL, c); err == nil && code == 200 {
 		t.Fatalf("streaming without verifying first survived a tampered first source (%d bytes); the test no longer shows anything", len(body))
 	}

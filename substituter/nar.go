@@ -65,6 +65,7 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 
 	if max := s.limits.VerifyFirstMax; max >= 0 && exp.NarSize <= uint64(max) {
 		rl.spool = newSpool(exp.NarSize, s.limits)
+		rl.spool.shareWith(rl.cache)
 	}
 
 	// The node's own store first: no network, and verified all the same.

@@ -36,6 +36,17 @@ type spool struct {
 	n     int64
 	where string // "memory" or "file", for the metric
 	err   error  // a local write error: the NAR cannot be spooled
+	// cached, if set, is the NAR cache's temporary file for this NAR,
+	// which already receives every byte: it doubles as the spool.
+	cached *cacheWriter
+}
+
+// shareWith makes the NAR cache's temporary file the spool, so a NAR that
+// will be cached is written to disk once.
+func (sp *spool) shareWith(cw *cacheWriter) {
+	if sp.mem == nil && cw != nil {
+		sp.cached = cw
+	}
 }
 
 func newSpool(size uint64, l Limits) *spool {
@@ -50,6 +61,14 @@ var errSpool = errors.New("spool")
 
 func (sp *spool) write(b []byte) error {
 	if sp.err != nil {
+		return sp.err
+	}
+	if sp.cached != nil {
+		// The relay wrote b to the cache file already.
+		if sp.cached.err != nil {
+			sp.err = &upstreamError{reason: "spool", err: fmt.Errorf("%w: %v", errSpool, sp.cached.err)}
+		}
+		sp.n += int64(len(b))
 		return sp.err
 	}
 	if sp.mem != nil {
@@ -78,6 +97,11 @@ func (sp *spool) reset() {
 		sp.mem.Reset()
 		return
 	}
+	if sp.cached != nil {
+		// The relay restarts the cache file itself.
+		sp.n = 0
+		return
+	}
 	if sp.f != nil && sp.err == nil {
 		if sp.err = sp.f.Truncate(0); sp.err == nil {
 			_, sp.err = sp.f.Seek(0, io.SeekStart)
@@ -91,15 +115,19 @@ func (sp *spool) sendTo(rl *relay) error {
 	if sp.mem != nil {
 		return rl.write(sp.mem.Bytes())
 	}
-	if sp.f == nil {
+	f := sp.f
+	if sp.cached != nil {
+		f = sp.cached.f
+	}
+	if f == nil {
 		return rl.write(nil)
 	}
-	if _, err := sp.f.Seek(0, io.SeekStart); err != nil {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return &upstreamError{reason: "spool", err: err}
 	}
 	// io.Copy reaches the connection's ReadFrom, so a file goes out with
 	// sendfile.
-	n, err := io.Copy(rl.w, io.LimitReader(sp.f, sp.n))
+	n, err := io.Copy(rl.w, io.LimitReader(f, sp.n))
 	rl.sent += uint64(n)
 	if err != nil {
 		return &upstreamError{reason: "client", err: err}
