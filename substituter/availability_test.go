@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -233,18 +234,17 @@ func TestDeadUpstreamCostsAMissOnce(t *testing.T) {
 			if first > 3*time.Second {
 				t.Errorf("the first miss took %v; the narinfo timeout is 2s", first)
 			}
-			var worst time.Duration
+			var took []time.Duration
 			for i := 1; i <= 30; i++ {
 				start := time.Now()
 				code, hdr, body, _ := get(t, unknown(i))
-				d := time.Since(start)
-				worst = max(worst, d)
+				took = append(took, time.Since(start))
 				if code != 404 || hdr.Get("X-Vouch-Refusal") != outcomeUnknownPath {
 					t.Fatalf("unknown hash %d: %d %s", i, code, body)
 				}
 				start = time.Now()
 				code, _, _, _ = get(t, n.URL+"/"+claim.HashPart(w.paths["noise"])+".narinfo")
-				worst = max(worst, time.Since(start))
+				took = append(took, time.Since(start))
 				if code != 404 {
 					t.Fatalf("refused path: %d", code)
 				}
@@ -254,9 +254,14 @@ func TestDeadUpstreamCostsAMissOnce(t *testing.T) {
 					time.Sleep(600 * time.Millisecond)
 				}
 			}
-			t.Logf("first miss %v, slowest answer after it %v", first, worst)
-			if worst > 100*time.Millisecond {
-				t.Errorf("after the first miss an answer took %v, want under 100ms", worst)
+			slices.Sort(took)
+			median, worst := took[len(took)/2], took[len(took)-1]
+			t.Logf("first miss %v; after it, median %v, slowest %v", first, median, worst)
+			// The goal is under 100 ms; a loaded machine running the race
+			// detector gets some slack on the slowest, but nothing near
+			// the 2 s the dead upstream would cost.
+			if median > 100*time.Millisecond || worst > 500*time.Millisecond {
+				t.Errorf("after the first miss answers took %v (median), %v (slowest); want under 100 ms", median, worst)
 			}
 			if code, _, _, _ := get(t, n.URL+"/"+claim.HashPart(w.paths["a"])+".narinfo"); code != 200 {
 				t.Errorf("agreed path beside a dead upstream: %d", code)
@@ -374,7 +379,7 @@ func TestLyingUpstreamThatLosesTheRaceIsCounted(t *testing.T) {
 	honest := cacheServer(t, w.caches["xz"])
 	liar := hostile(t, w.caches["xz"], func(rw http.ResponseWriter, r *http.Request, next http.Handler) {
 		if strings.HasSuffix(r.URL.Path, ".narinfo") {
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(time.Second)
 			rw.Write(regexpReplace(record(next, r), `NarHash: sha256:[0-9a-z]+`, "NarHash: sha256:"+strings.Repeat("0", 52)))
 			return
 		}
@@ -385,7 +390,7 @@ func TestLyingUpstreamThatLosesTheRaceIsCounted(t *testing.T) {
 	if code, body, err := narOf(t, n.URL, w.claims["a"]); code != 200 || err != nil || narHashOf(body) != w.claims["a"].NarHash {
 		t.Fatalf("NAR: %d %v", code, err)
 	}
-	if d := time.Since(start); d > 150*time.Millisecond {
+	if d := time.Since(start); d > 800*time.Millisecond {
 		t.Errorf("the NAR waited %v for the slower liar", d)
 	}
 	deadline := time.Now().Add(3 * time.Second)

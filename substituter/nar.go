@@ -122,7 +122,11 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 		case reason != "busy":
 			res.up.penalise()
 		}
-		s.healthFailed(res.up, reason)
+		if reason != "timeout" {
+			// A NAR that outlasts the whole-request timeout says more
+			// about its size than about the upstream's health.
+			s.healthFailed(res.up, reason)
+		}
 		if rl.sent > 0 {
 			// Nix already has part of this NAR (it was too large to be
 			// verified before sending); another source cannot continue
@@ -137,9 +141,16 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 	defer stopRace()
 	answers := s.raceNarinfos(raceCtx, hashPart)
 	served := false
-	// Upstreams that recently failed a NAR are tried last.
+	// Upstreams that recently failed a NAR are tried last, and those
+	// whose circuit is open after them: the narinfo was served, so the
+	// NAR is worth a wait.
 	var penalised []narinfoResult
+	var skipped []*upstream
 	for res := range answers {
+		if res.lookup == nil && reasonOf(ctx, res.err) == "unavailable" {
+			skipped = append(skipped, res.up)
+			continue
+		}
 		if err := s.usable(res, exp, hashPart); err != nil {
 			failures = append(failures, res.up.name+": "+describe(reasonOf(ctx, err), err))
 			continue
@@ -155,6 +166,21 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 	for _, res := range penalised {
 		if served || r.Context().Err() != nil {
 			break
+		}
+		served = try(res)
+	}
+	for _, up := range skipped {
+		if served || r.Context().Err() != nil {
+			break
+		}
+		l, err := s.narinfoOf(ctx, up, hashPart)
+		if err != nil {
+			break
+		}
+		res := narinfoResult{up: up, info: l.info, err: l.err, lookup: l}
+		if err := s.usable(res, exp, hashPart); err != nil {
+			failures = append(failures, up.name+": "+describe(reasonOf(ctx, err), err))
+			continue
 		}
 		served = try(res)
 	}
