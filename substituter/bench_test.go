@@ -147,3 +147,68 @@ func benchNAR(b *testing.B, limits Limits, streams int) {
 	})
 	b.ReportMetric(float64(ttfb.Load())/float64(b.N)/1e6, "ttfb-ms")
 }
+
+// BenchmarkUpstreamAmplification runs a load mix through a node with two
+// upstreams and reports upstream requests per client request: 60 %
+// narinfos of 20 agreed paths, 30 % narinfos of 500 hashes no one has
+// (each asked again and again, as Nix clients do), 10 % NARs of the agreed
+// paths. Every miss used to go to every upstream and was never kept.
+func BenchmarkUpstreamAmplification(b *testing.B) {
+	var upstreamRequests atomic.Int64
+	d := &mapDecider{byHash: map[string]string{}, verdicts: map[string]verdict.Verdict{}}
+	var claims []*claim.Claim
+	dir := b.TempDir()
+	os.MkdirAll(filepath.Join(dir, "nar"), 0o755)
+	for i := range 20 {
+		sub, c := benchCache(b, 4096)
+		c.Subject = fmt.Sprintf("/nix/store/%032d-bench-%d", i, i)
+		claims = append(claims, c)
+		d.byHash[claim.HashPart(c.Subject)] = c.Subject
+		d.verdicts[c.Subject] = verdict.Verdict{Kind: claim.KindNix, Subject: c.Subject, Outcome: verdict.Trusted, Value: c}
+		ni := narinfo.NarInfo{StorePath: c.Subject, URL: fmt.Sprintf("nar/%d.nar", i), Compression: "none", NarHash: c.NarHash, NarSize: c.NarSize}
+		os.Rename(filepath.Join(sub, "nar", "bench.nar"), filepath.Join(dir, "nar", fmt.Sprintf("%d.nar", i)))
+		os.WriteFile(filepath.Join(dir, claim.HashPart(c.Subject)+".narinfo"), ni.Marshal(), 0o644)
+	}
+	// Two upstreams with the same paths, as two mirrors of one cache.
+	var ups []config.Upstream
+	for range 2 {
+		files := http.FileServer(http.Dir(dir))
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			upstreamRequests.Add(1)
+			files.ServeHTTP(w, r)
+		}))
+		b.Cleanup(up.Close)
+		ups = append(ups, config.Upstream{URL: up.URL})
+	}
+	s, err := New(Options{Decider: d, Key: nixKey(b), Upstreams: ups, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := httptest.NewServer(s)
+	defer n.Close()
+	client := benchClient()
+	var next atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1)
+			var url string
+			switch k := i % 10; {
+			case k < 6:
+				url = n.URL + "/" + claim.HashPart(claims[i%20].Subject) + ".narinfo"
+			case k < 9:
+				url = fmt.Sprintf("%s/1%031d.narinfo", n.URL, (i*7919)%500)
+			default:
+				c := claims[i%20]
+				url = n.URL + "/nar/" + claim.HashPart(c.Subject) + "-" + c.NarHash[len("sha256:"):] + ".nar"
+			}
+			resp, err := client.Get(url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
+	b.ReportMetric(float64(upstreamRequests.Load())/float64(b.N), "upstream-req/req")
+}
