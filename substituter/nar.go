@@ -198,6 +198,8 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 	case ctx.Err() != nil:
 		s.refuse(w, r, http.StatusGatewayTimeout, "timeout", "no upstream delivered the NAR within the request timeout: "+summary(failures))
 	default:
+		// The narinfo must be earned again.
+		exp.sourceUntil.Store(0)
 		s.refuse(w, r, http.StatusBadGateway, "no-source", fmt.Sprintf("none of %d upstreams delivered a NAR matching the agreed hash: %s", len(s.upstreams), summary(failures)))
 	}
 }
@@ -238,15 +240,23 @@ func summary(failures []string) string {
 // from the narinfo cache (health.go), so the check costs a request per
 // upstream at most once per FoundTTL (MissTTL for a miss).
 func (s *Server) findSource(ctx context.Context, hashPart string, exp *expectation) (bool, string) {
+	now := time.Now()
+	if now.UnixNano() < exp.sourceUntil.Load() {
+		return true, ""
+	}
+	found := func() (bool, string) {
+		exp.sourceUntil.Store(now.Add(s.limits.FoundTTL).UnixNano())
+		return true, ""
+	}
 	if s.store != nil {
 		if disk, err := s.store.DiskPath(exp.StorePath); err == nil {
 			if _, err := os.Lstat(disk); err == nil {
-				return true, ""
+				return found()
 			}
 		}
 	}
 	if s.narCache != nil && exp.cacheable() && s.narCache.has(strings.TrimPrefix(exp.NarHash, "sha256:"), exp.NarSize) {
-		return true, ""
+		return found()
 	}
 	answers := s.raceNarinfos(ctx, hashPart)
 	var failures []string
@@ -254,7 +264,7 @@ func (s *Server) findSource(ctx context.Context, hashPart string, exp *expectati
 		err := s.usable(res, exp, hashPart)
 		if err == nil {
 			go s.judgeLate(answers, exp, hashPart)
-			return true, ""
+			return found()
 		}
 		failures = append(failures, res.up.name+": "+describe(reasonOf(ctx, err), err))
 	}
