@@ -84,6 +84,8 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 	}
 
 	var failures []string
+	clientLeft := false
+	gone := func() bool { return clientLeft || r.Context().Err() != nil }
 	// try fetches the NAR from one upstream whose narinfo matched; it
 	// reports whether the NAR was served.
 	try := func(res narinfoResult) bool {
@@ -96,6 +98,7 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 		}
 		if r.Context().Err() != nil || reasonOf(ctx, err) == "client" {
 			// The client hung up: no fault of the upstream's.
+			clientLeft = true
 			return false
 		}
 		reason := reasonOf(ctx, err)
@@ -159,18 +162,18 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 			penalised = append(penalised, res)
 			continue
 		}
-		if served = try(res); served || r.Context().Err() != nil {
+		if served = try(res); served || gone() {
 			break
 		}
 	}
 	for _, res := range penalised {
-		if served || r.Context().Err() != nil {
+		if served || gone() {
 			break
 		}
 		served = try(res)
 	}
 	for _, up := range skipped {
-		if served || r.Context().Err() != nil {
+		if served || gone() {
 			break
 		}
 		l, err := s.narinfoOf(ctx, up, hashPart)
@@ -189,7 +192,7 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 	go s.judgeLate(answers, exp, hashPart)
 	switch {
 	case served:
-	case r.Context().Err() != nil:
+	case gone():
 		s.metrics.clientGone.Inc()
 		s.log.Debug("client gone before its NAR was served", "path", exp.StorePath)
 	case rl.sent > 0:

@@ -450,6 +450,9 @@ func (s *Server) serveNarinfo(w http.ResponseWriter, r *http.Request, hashPart s
 	// fails the build when the NAR then does not come; a 404 makes it
 	// build the path itself.
 	if ok, why := s.findSource(r.Context(), hashPart, exp); !ok {
+		if r.Context().Err() != nil {
+			return // the client left; nothing was decided
+		}
 		s.metrics.noSource.Inc()
 		s.refuse(w, r, http.StatusNotFound, "no-source", "agreed, but no source has this NAR yet, so Nix should build it: "+why)
 		return
