@@ -3,6 +3,7 @@ package substituter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -22,8 +23,9 @@ import (
 //     ends, one probe (GET /nix-cache-info, bounded by the narinfo timeout)
 //     runs in the background while requests keep skipping the upstream;
 //     the circuit closes only when the probe succeeds. No client request
-//     ever waits on a probe, so a dead upstream costs a request nothing
-//     once it has failed once.
+//     ever waits on a probe, so a dead upstream costs a narinfo request
+//     nothing once it has failed once. (A NAR request, whose narinfo was
+//     already served, still tries skipped upstreams, after all others.)
 //   - A narinfo cache. An upstream's answer for a hash part is kept:
 //     a narinfo for Limits.FoundTTL, a 404 for Limits.MissTTL. Errors are
 //     not cached; the breaker remembers those.
@@ -269,6 +271,11 @@ func (s *Server) judgeLate(answers <-chan narinfoResult, exp *expectation, hashP
 // errSkipped is the answer of an upstream whose circuit is open.
 var errSkipped = errors.New("skipped: the upstream failed recently and has not answered a probe since")
 
+// skippedError says why an upstream was skipped.
+func skippedError(u *upstream) error {
+	return &upstreamError{reason: "unavailable", err: fmt.Errorf("%w (%s)", errSkipped, u.openReason())}
+}
+
 // raceNarinfos asks every available upstream for hashPart's narinfo at
 // once and yields the answers as they arrive, cached ones first. The
 // channel closes when all answered or ctx ended; abandoning it early is
@@ -278,7 +285,7 @@ func (s *Server) raceNarinfos(ctx context.Context, hashPart string) <-chan narin
 	var wg sync.WaitGroup
 	for _, up := range s.upstreams {
 		if !s.available(up) {
-			out <- narinfoResult{up: up, err: &upstreamError{reason: "unavailable", err: errSkipped}}
+			out <- narinfoResult{up: up, err: skippedError(up)}
 			continue
 		}
 		wg.Add(1)
