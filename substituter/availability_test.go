@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -433,5 +434,55 @@ func TestRefusalSaysWhy(t *testing.T) {
 				t.Errorf("%d %s; want 502 naming %q", code, body, tc.want)
 			}
 		})
+	}
+}
+
+// TestCircuitClosesWhenTheUpstreamRecovers: an upstream that answered 500
+// is skipped, probed in the background once the backoff ends, and used
+// again as soon as a probe succeeds.
+func TestCircuitClosesWhenTheUpstreamRecovers(t *testing.T) {
+	w := getWorld(t)
+	var down atomic.Bool
+	down.Store(true)
+	var probes atomic.Int64
+	up := hostile(t, w.caches["xz"], func(rw http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.URL.Path == "/nix-cache-info" {
+			probes.Add(1)
+		}
+		if down.Load() {
+			http.Error(rw, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		next.ServeHTTP(rw, r)
+	})
+	s, n := node(t, w.decider("a"), nixKey(t), Limits{BreakerBackoff: 100 * time.Millisecond}, up.URL)
+	narinfoURL := n.URL + "/" + claim.HashPart(w.paths["a"]) + ".narinfo"
+	code, hdr, body, _ := get(t, narinfoURL)
+	if code != 404 || hdr.Get("X-Vouch-Refusal") != "no-source" || !strings.Contains(string(body), "503") {
+		t.Fatalf("with the upstream down: %d %q %s", code, hdr.Get("X-Vouch-Refusal"), body)
+	}
+	if got := testutil.ToFloat64(s.metrics.upstreamUp.WithLabelValues(up.URL)); got != 0 {
+		t.Fatalf("upstream_up %v after a 503", got)
+	}
+	// Skipped now, without a request to the upstream.
+	_, _, body, _ = get(t, narinfoURL)
+	if !strings.Contains(string(body), "unavailable") {
+		t.Errorf("an open circuit should skip the upstream: %s", body)
+	}
+
+	down.Store(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(s.metrics.upstreamUp.WithLabelValues(up.URL)) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the circuit never closed (%d probes)", probes.Load())
+		}
+		get(t, narinfoURL) // a request after the backoff starts the probe
+		time.Sleep(50 * time.Millisecond)
+	}
+	if probes.Load() < 1 {
+		t.Errorf("the circuit closed without a probe")
+	}
+	if code, _, body, _ := get(t, narinfoURL); code != 200 {
+		t.Errorf("after the upstream recovered: %d %s", code, body)
 	}
 }
