@@ -51,6 +51,7 @@ type Config struct {
 	Quorum    Quorum     `toml:"quorum"`
 	Upstreams []Upstream `toml:"upstream"`
 	NARCache  NARCache   `toml:"nar-cache"`
+	Relay     Relay      `toml:"relay"`
 	Follow    Follow     `toml:"follow"`
 	// Log says where the builder's own log (the log role) is kept.
 	Log LogStore `toml:"log"`
@@ -215,8 +216,23 @@ const DefaultWitnessMaxAge = 24 * time.Hour
 // Upstream is a binary cache or peer NAR bytes may come from.
 type Upstream struct {
 	URL     string   `toml:"url"`
-	Timeout Duration `toml:"timeout"` // whole-request bound; default 5m
+	Timeout Duration `toml:"timeout"` // whole NAR request; default DefaultUpstreamTimeout
+	// NarinfoTimeout bounds one narinfo request; default
+	// DefaultNarinfoTimeout. A miss waits for it at most once per
+	// upstream: a timeout opens the upstream's circuit breaker.
+	NarinfoTimeout Duration `toml:"narinfo-timeout"`
+	// StallTimeout cuts a NAR download (or its response headers) that
+	// makes less than 64 KiB of progress in this time; default
+	// DefaultStallTimeout.
+	StallTimeout Duration `toml:"stall-timeout"`
 }
+
+// Upstream timeouts when the config does not set them.
+const (
+	DefaultUpstreamTimeout = 5 * time.Minute
+	DefaultNarinfoTimeout  = 5 * time.Second
+	DefaultStallTimeout    = 30 * time.Second
+)
 
 // NARCache is the substituter's optional bounded on-disk cache of
 // verified NARs. It is on when MaxSize is set.
@@ -224,6 +240,27 @@ type NARCache struct {
 	Dir     string `toml:"dir"`      // default STATE/nar-cache
 	MaxSize Size   `toml:"max-size"` // e.g. "20GiB"; unset or 0 disables the cache
 }
+
+// Relay tunes how the substituter fetches and checks NARs.
+type Relay struct {
+	// VerifyFirstMax is the largest NAR received and verified whole before
+	// its first byte is sent, so a bad upstream is replaced by the next
+	// one without failing the client; larger NARs stream with their last
+	// chunk held back. Unset: DefaultVerifyFirstMax; 0 streams every NAR.
+	VerifyFirstMax *Size `toml:"verify-first-max"`
+	// SpoolDir holds NARs over 1 MiB while they are verified; default
+	// STATE/relay-spool (not STATE/spool, the post-build hook's queue).
+	SpoolDir string `toml:"spool-dir"`
+	// MissTTL is how long an upstream's "not found" for a narinfo is
+	// remembered; default DefaultMissTTL.
+	MissTTL Duration `toml:"miss-ttl"`
+}
+
+// Relay defaults.
+const (
+	DefaultVerifyFirstMax = 1 << 30
+	DefaultMissTTL        = 30 * time.Second
+)
 
 // Follow tunes the follow role.
 type Follow struct {
@@ -435,12 +472,29 @@ func (c *Config) Defaults() {
 	if c.Quorum.MinOperators == 0 && len(c.Builders) > 0 {
 		c.Quorum.MinOperators = 1
 	}
+	if c.Relay.VerifyFirstMax == nil {
+		v := Size(DefaultVerifyFirstMax)
+		c.Relay.VerifyFirstMax = &v
+	}
+	if c.Relay.SpoolDir == "" {
+		c.Relay.SpoolDir = filepath.Join(c.State, "relay-spool")
+	}
+	if c.Relay.MissTTL.Duration == 0 {
+		c.Relay.MissTTL.Duration = DefaultMissTTL
+	}
 	if c.NARCache.MaxSize > 0 && c.NARCache.Dir == "" {
 		c.NARCache.Dir = filepath.Join(c.State, "nar-cache")
 	}
 	for i := range c.Upstreams {
-		if c.Upstreams[i].Timeout.Duration == 0 {
-			c.Upstreams[i].Timeout.Duration = 5 * time.Minute
+		u := &c.Upstreams[i]
+		if u.Timeout.Duration == 0 {
+			u.Timeout.Duration = DefaultUpstreamTimeout
+		}
+		if u.NarinfoTimeout.Duration == 0 {
+			u.NarinfoTimeout.Duration = DefaultNarinfoTimeout
+		}
+		if u.StallTimeout.Duration == 0 {
+			u.StallTimeout.Duration = DefaultStallTimeout
 		}
 	}
 }
@@ -531,6 +585,9 @@ func (c *Config) Validate() error {
 		if !isHTTPURL(u.URL) {
 			bad("upstream #%d: url %q must be http:// or https://", i+1, u.URL)
 		}
+		if u.Timeout.Duration < 0 || u.NarinfoTimeout.Duration < 0 || u.StallTimeout.Duration < 0 {
+			bad("upstream #%d (%s): timeouts must not be negative", i+1, u.URL)
+		}
 	}
 	witnessNames := map[string]bool{}
 	for i, w := range c.Witnesses {
@@ -560,6 +617,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ServeWitness && (c.Key == "" || len(c.Builders) == 0) {
 		bad("serve-witness needs a key to cosign with and [[builder]] logs to witness")
+	}
+	if c.Relay.MissTTL.Duration < 0 {
+		bad("relay.miss-ttl must not be negative")
 	}
 	if c.NARCache.Dir != "" && c.NARCache.MaxSize == 0 {
 		bad("nar-cache.dir is set but nar-cache.max-size is not: say how much disk the cache may use, e.g. max-size = \"20GiB\"")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
@@ -239,6 +240,35 @@ func TestLogBackend(t *testing.T) {
 		_, err := Parse([]byte(tc.toml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error containing %q", name, err, tc.want)
+		}
+	}
+}
+
+func TestUpstreamTimeoutsAndRelay(t *testing.T) {
+	c, err := Parse([]byte("state = \"/s\"\n[[upstream]]\nurl = \"https://a.example\"\n[[upstream]]\nurl = \"https://b.example\"\nnarinfo-timeout = \"500ms\"\nstall-timeout = \"5s\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := c.Upstreams[0], c.Upstreams[1]
+	if a.Timeout.Duration != DefaultUpstreamTimeout || a.NarinfoTimeout.Duration != DefaultNarinfoTimeout || a.StallTimeout.Duration != DefaultStallTimeout {
+		t.Errorf("defaults: %+v", a)
+	}
+	if b.NarinfoTimeout.Duration != 500*time.Millisecond || b.StallTimeout.Duration != 5*time.Second {
+		t.Errorf("set: %+v", b)
+	}
+	if *c.Relay.VerifyFirstMax != DefaultVerifyFirstMax || c.Relay.MissTTL.Duration != DefaultMissTTL || c.Relay.SpoolDir != "/s/relay-spool" {
+		t.Errorf("relay defaults: %+v", c.Relay)
+	}
+	c, err = Parse([]byte("[relay]\nverify-first-max = 0\nmiss-ttl = \"5s\"\n"))
+	if err != nil || *c.Relay.VerifyFirstMax != 0 || c.Relay.MissTTL.Duration != 5*time.Second {
+		t.Errorf("relay set: %+v %v", c.Relay, err)
+	}
+	for _, text := range []string{
+		"[[upstream]]\nurl = \"https://a.example\"\nnarinfo-timeout = \"-1s\"\n",
+		"[relay]\nmiss-ttl = \"-1s\"\n",
+	} {
+		if _, err := Parse([]byte(text)); err == nil {
+			t.Errorf("accepted %q", text)
 		}
 	}
 }

@@ -337,6 +337,21 @@ func (n *Node) startSubstituter() error {
 		Logger:     n.logger.With("role", "substituter"),
 		Registerer: n.metrics,
 		NARCache:   substituter.NARCacheOptions{Dir: n.cfg.NARCache.Dir, MaxBytes: int64(n.cfg.NARCache.MaxSize)},
+		Limits: substituter.Limits{
+			MissTTL:  n.cfg.Relay.MissTTL.Duration,
+			SpoolDir: n.cfg.Relay.SpoolDir,
+		},
+	}
+	if v := n.cfg.Relay.VerifyFirstMax; v != nil {
+		opts.Limits.VerifyFirstMax = int64(*v)
+		if *v == 0 {
+			opts.Limits.VerifyFirstMax = -1 // stream every NAR
+		}
+	}
+	if opts.Limits.SpoolDir != "" {
+		if err := os.MkdirAll(opts.Limits.SpoolDir, 0o700); err != nil {
+			return fmt.Errorf("relay.spool-dir: %w", err)
+		}
 	}
 	if n.identity != nil {
 		// A builder also offers the paths in its own store, checked like

@@ -18,6 +18,11 @@ type metrics struct {
 	verifiedBytes    prometheus.Counter
 	aborted          prometheus.Counter
 	narCache         *prometheus.CounterVec // result: hit, miss, stored, store-failed
+	upstreamUp       *prometheus.GaugeVec   // upstream
+	lookups          *prometheus.CounterVec // result: fetched, shared
+	clientGone       prometheus.Counter
+	noSource         prometheus.Counter
+	verifiedFirst    *prometheus.CounterVec // where: memory, file
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -41,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"upstream", "stage"}),
 		upstreamFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vouch_substituter_upstream_failures_total",
-			Help: "Upstream answers refused, by reason: missing, status, timeout, stall, oversize, malformed, mismatch, hash, overrun, truncated, compression, ca-mismatch, busy, network, read, client.",
+			Help: "Upstream answers refused, by reason: missing, status, timeout, stall, oversize, malformed, mismatch, hash, overrun, truncated, compression, ca-mismatch, busy, network, read, unavailable.",
 		}, []string{"upstream", "reason"}),
 		verifiedBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vouch_substituter_verified_bytes_total",
@@ -56,7 +61,28 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "NAR cache lookups and writes by result: hit, miss, stored, store-failed.",
 		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.verdicts, m.realisations, m.upstreamSeconds, m.upstreamFailures, m.verifiedBytes, m.aborted, m.narCache} {
+	m.upstreamUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "vouch_substituter_upstream_up",
+		Help: "1 while an upstream is used, 0 while its circuit breaker skips it after a timeout, network error, stall or 5xx.",
+	}, []string{"upstream"})
+	m.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vouch_substituter_upstream_narinfo_lookups_total",
+		Help: "Upstream narinfo lookups by result: fetched (a request was sent), shared (answered from the cache or a request in flight).",
+	}, []string{"result"})
+	m.clientGone = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vouch_substituter_client_gone_total",
+		Help: "NAR requests the client abandoned before they were answered; never counted against an upstream.",
+	})
+	m.noSource = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vouch_substituter_no_source_total",
+		Help: "Narinfos of agreed paths refused because no source had the NAR yet (X-Vouch-Refusal: no-source).",
+	})
+	m.verifiedFirst = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vouch_substituter_nar_verified_first_total",
+		Help: "NARs received and verified whole before the first byte was sent, by where they waited: memory, file.",
+	}, []string{"where"})
+	for _, c := range []prometheus.Collector{m.requests, m.verdicts, m.realisations, m.upstreamSeconds, m.upstreamFailures, m.verifiedBytes, m.aborted, m.narCache,
+		m.upstreamUp, m.lookups, m.clientGone, m.noSource, m.verifiedFirst} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

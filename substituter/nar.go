@@ -44,6 +44,7 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 	w.Header().Set("Content-Type", contentTypeNAR)
 	w.Header().Set("Content-Length", strconv.FormatUint(exp.NarSize, 10))
 	rl := &relay{w: w, exp: exp}
+	defer rl.close()
 
 	// A verified copy on disk first, then the sources, keeping a copy.
 	if s.narCache != nil && exp.cacheable() {
@@ -62,6 +63,11 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 		}
 	}
 
+	if max := s.limits.VerifyFirstMax; max >= 0 && exp.NarSize <= uint64(max) {
+		rl.spool = newSpool(exp.NarSize, s.limits)
+		rl.spool.shareWith(rl.cache)
+	}
+
 	// The node's own store first: no network, and verified all the same.
 	if s.store != nil {
 		if err := s.fromStore(ctx, rl); err == nil {
@@ -77,13 +83,12 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 		rl.reset()
 	}
 
-	raceCtx, stopRace := context.WithCancel(ctx)
-	defer stopRace()
-	tried := 0
-	// try streams from one upstream whose narinfo matched; it reports
-	// whether the NAR was served.
+	var failures []string
+	clientLeft := false
+	gone := func() bool { return clientLeft || r.Context().Err() != nil }
+	// try fetches the NAR from one upstream whose narinfo matched; it
+	// reports whether the NAR was served.
 	try := func(res narinfoResult) bool {
-		tried++
 		start := time.Now()
 		err := s.fromUpstream(ctx, res.up, res.info, rl)
 		s.metrics.upstreamSeconds.WithLabelValues(res.up.name, "nar").Observe(time.Since(start).Seconds())
@@ -91,52 +96,189 @@ func (s *Server) serveNAR(w http.ResponseWriter, r *http.Request, name string) {
 			s.served(rl, res.up.name)
 			return true
 		}
+		if r.Context().Err() != nil || reasonOf(ctx, err) == "client" {
+			// The client hung up: no fault of the upstream's.
+			clientLeft = true
+			return false
+		}
 		reason := reasonOf(ctx, err)
+		if reason == "spool" {
+			// This node's disk failed, not the upstream: stream this
+			// NAR with the hold-back instead.
+			s.log.Error("cannot spool a NAR to verify it before sending; streaming it", "path", exp.StorePath, "err", err)
+			rl.reset()
+			rl.spool.close()
+			rl.spool = nil
+			err = s.fromUpstream(ctx, res.up, res.info, rl)
+			if err == nil {
+				s.served(rl, res.up.name)
+				return true
+			}
+			reason = reasonOf(ctx, err)
+		}
+		failures = append(failures, res.up.name+": "+describe(reason, err))
 		s.upstreamFailed(res.up, reason, hashPart, err)
-		if reason != "client" && reason != "busy" {
+		switch {
+		case reason == "missing":
+			// Its narinfo was there, its NAR is not (any more).
+			s.forget(res.up, hashPart)
+		case reason != "busy":
 			res.up.penalise()
 		}
+		if reason != "timeout" {
+			// A NAR that outlasts the whole-request timeout says more
+			// about its size than about the upstream's health.
+			s.healthFailed(res.up, reason)
+		}
 		if rl.sent > 0 {
-			// Nix already has part of this NAR; another source cannot
-			// continue it. Cut the stream so Nix sees it short; its
-			// retry will find this upstream at the back of the queue.
+			// Nix already has part of this NAR (it was too large to be
+			// verified before sending); another source cannot continue
+			// it. Cut the stream so Nix sees it short; its retry will
+			// find this upstream at the back of the queue.
 			s.abort(rl)
 		}
 		rl.reset()
 		return false
 	}
-	// Upstreams that recently failed a NAR are tried last.
+	raceCtx, stopRace := context.WithCancel(ctx)
+	defer stopRace()
+	answers := s.raceNarinfos(raceCtx, hashPart)
+	served := false
+	// Upstreams that recently failed a NAR are tried last, and those
+	// whose circuit is open after them: the narinfo was served, so the
+	// NAR is worth a wait.
 	var penalised []narinfoResult
-	for res := range s.raceNarinfos(raceCtx, hashPart) {
-		if res.err != nil {
+	var skipped []*upstream
+	for res := range answers {
+		if res.lookup == nil && reasonOf(ctx, res.err) == "unavailable" {
+			skipped = append(skipped, res.up)
 			continue
 		}
-		if err := exp.matches(res.info); err != nil {
-			s.upstreamFailed(res.up, "mismatch", hashPart, err)
+		if err := s.usable(res, exp, hashPart); err != nil {
+			failures = append(failures, res.up.name+": "+describe(reasonOf(ctx, err), err))
 			continue
 		}
 		if res.up.isPenalised() {
 			penalised = append(penalised, res)
 			continue
 		}
-		if try(res) {
-			return
+		if served = try(res); served || gone() {
+			break
 		}
 	}
 	for _, res := range penalised {
-		if try(res) {
-			return
+		if served || gone() {
+			break
+		}
+		served = try(res)
+	}
+	for _, up := range skipped {
+		if served || gone() {
+			break
+		}
+		l, err := s.narinfoOf(ctx, up, hashPart)
+		if err != nil {
+			break
+		}
+		res := narinfoResult{up: up, info: l.info, err: l.err, lookup: l}
+		if err := s.usable(res, exp, hashPart); err != nil {
+			failures = append(failures, up.name+": "+describe(reasonOf(ctx, err), err))
+			continue
+		}
+		served = try(res)
+	}
+	// Answers still on their way are judged all the same: an upstream
+	// that lies loses the race but is still logged and counted.
+	go s.judgeLate(answers, exp, hashPart)
+	switch {
+	case served:
+	case gone():
+		s.metrics.clientGone.Inc()
+		s.log.Debug("client gone before its NAR was served", "path", exp.StorePath)
+	case rl.sent > 0:
+		// Cannot happen: a failure after bytes were sent aborts.
+		s.abort(rl)
+	case ctx.Err() != nil:
+		s.refuse(w, r, http.StatusGatewayTimeout, "timeout", "no upstream delivered the NAR within the request timeout: "+summary(failures))
+	default:
+		// The narinfo must be earned again.
+		exp.sourceUntil.Store(0)
+		s.refuse(w, r, http.StatusBadGateway, "no-source", fmt.Sprintf("none of %d upstreams delivered a NAR matching the agreed hash: %s", len(s.upstreams), summary(failures)))
+	}
+}
+
+// usable reports why an upstream's narinfo answer cannot be used for exp,
+// or nil when it can. A narinfo that contradicts the agreement is logged
+// and counted once per fetch, however many requests read it.
+func (s *Server) usable(res narinfoResult, exp *expectation, hashPart string) error {
+	if res.err != nil {
+		return res.err
+	}
+	if err := exp.matches(res.info); err != nil {
+		res.lookup.judged.Do(func() { s.upstreamFailed(res.up, "mismatch", hashPart, err) })
+		return &upstreamError{reason: "mismatch", err: err}
+	}
+	return nil
+}
+
+// describe is one upstream failure for a refusal body.
+func describe(reason string, err error) string {
+	var ue *upstreamError
+	if errors.As(err, &ue) {
+		return err.Error()
+	}
+	return reason + ": " + err.Error()
+}
+
+func summary(failures []string) string {
+	if len(failures) == 0 {
+		return "no upstream is configured"
+	}
+	return strings.Join(failures, "; ")
+}
+
+// findSource reports whether some source can deliver exp's NAR now: the
+// node's own store, its NAR cache, or an upstream whose narinfo agrees.
+// Otherwise it says what each upstream answered. Upstream answers come
+// from the narinfo cache (health.go), so the check costs a request per
+// upstream at most once per FoundTTL (MissTTL for a miss).
+func (s *Server) findSource(ctx context.Context, hashPart string, exp *expectation) (bool, string) {
+	now := time.Now()
+	if now.UnixNano() < exp.sourceUntil.Load() {
+		return true, ""
+	}
+	found := func() (bool, string) {
+		exp.sourceUntil.Store(now.Add(s.limits.FoundTTL).UnixNano())
+		return true, ""
+	}
+	if s.store != nil {
+		if disk, err := s.store.DiskPath(exp.StorePath); err == nil {
+			if _, err := os.Lstat(disk); err == nil {
+				return found()
+			}
 		}
 	}
-	if ctx.Err() != nil && r.Context().Err() == nil {
-		s.refuse(w, r, http.StatusGatewayTimeout, "timeout", "no upstream delivered the NAR in time")
-		return
+	if s.narCache != nil && exp.cacheable() && s.narCache.has(strings.TrimPrefix(exp.NarHash, "sha256:"), exp.NarSize) {
+		return found()
 	}
-	s.refuse(w, r, http.StatusBadGateway, "no-source", fmt.Sprintf("none of %d upstreams delivered a NAR matching the agreed hash (%d offered the agreed narinfo)", len(s.upstreams), tried))
+	answers := s.raceNarinfos(ctx, hashPart)
+	var failures []string
+	for res := range answers {
+		err := s.usable(res, exp, hashPart)
+		if err == nil {
+			go s.judgeLate(answers, exp, hashPart)
+			return found()
+		}
+		failures = append(failures, res.up.name+": "+describe(reasonOf(ctx, err), err))
+	}
+	return false, summary(failures)
 }
 
 func (s *Server) served(rl *relay, source string) {
 	rl.verified = true
+	if rl.spool != nil {
+		s.metrics.verifiedFirst.WithLabelValues(rl.spool.where).Inc()
+	}
 	s.metrics.verifiedBytes.Add(float64(rl.exp.NarSize))
 	s.log.Debug("NAR served", "path", rl.exp.StorePath, "source", source, "bytes", rl.exp.NarSize)
 }
@@ -200,7 +342,10 @@ type relay struct {
 	held []byte
 	// cache, if set, receives a copy of what is read, kept only when
 	// the whole NAR verified.
-	cache    *cacheWriter
+	cache *cacheWriter
+	// spool, if set, receives the NAR instead of the client until all of
+	// it verified (spool.go).
+	spool    *spool
 	verified bool
 }
 
@@ -208,6 +353,9 @@ func (rl *relay) reset() {
 	rl.sent = 0
 	if rl.cache != nil {
 		rl.cache.restart()
+	}
+	if rl.spool != nil {
+		rl.spool.reset()
 	}
 }
 
@@ -248,6 +396,10 @@ func (rl *relay) copyFrom(src io.Reader) error {
 	if rl.cache != nil {
 		sinks = append(sinks, rl.cache)
 	}
+	emit := rl.write
+	if rl.spool != nil {
+		emit = rl.spool.write
+	}
 	total := uint64(0)
 	want := rl.exp.NarSize
 	for {
@@ -260,7 +412,7 @@ func (rl *relay) copyFrom(src io.Reader) error {
 				s.Write(rl.buf[:n])
 			}
 			if len(rl.held) > 0 {
-				if err := rl.write(rl.held); err != nil {
+				if err := emit(rl.held); err != nil {
 					return err
 				}
 			}
@@ -275,7 +427,13 @@ func (rl *relay) copyFrom(src io.Reader) error {
 						return failure("ca-mismatch", "%v", err)
 					}
 				}
-				return rl.write(rl.held)
+				if err := emit(rl.held); err != nil {
+					return err
+				}
+				if rl.spool != nil {
+					return rl.spool.sendTo(rl)
+				}
+				return nil
 			}
 		}
 		if rerr == io.EOF {

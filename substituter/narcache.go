@@ -149,6 +149,14 @@ func (c *narCache) open(hash string, size uint64) (*os.File, bool) {
 	return f, true
 }
 
+// has reports whether the cache holds a NAR with this nix32 hash and size.
+func (c *narCache) has(hash string, size uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.entries[hash]
+	return ok && el.Value.(*cachedNAR).size == int64(size)
+}
+
 // drop forgets a cached NAR and removes its file.
 func (c *narCache) drop(hash string) {
 	c.mu.Lock()

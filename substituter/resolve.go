@@ -25,6 +25,10 @@ type expectation struct {
 	// narinfo is the signed narinfo once rendered: an expectation never
 	// changes, so neither does its narinfo.
 	narinfo atomic.Pointer[[]byte]
+	// sourceUntil (Unix nanoseconds) is until when a source was last
+	// found for the NAR (findSource), so that a narinfo request does not
+	// look again each time.
+	sourceUntil atomic.Int64
 }
 
 // cacheable reports whether the NAR hash alone verifies this path's bytes,

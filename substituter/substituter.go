@@ -17,27 +17,45 @@
 // whose body and X-Vouch-Refusal header say why (insufficient, conflict,
 // unknown path), so Nix builds the path itself or reports it missing.
 //
-// # NARs: hash while streaming, hold back the last chunk
+// # Advertise only what can be delivered
+//
+// A narinfo promises a NAR, and stock Nix (fallback off) fails a build
+// whose NAR does not come. So an agreed path's narinfo is served only when
+// a source has the NAR: the node's own store, its NAR cache, or an upstream
+// whose narinfo matches the agreement. Otherwise the answer is a 404 with
+// X-Vouch-Refusal: no-source, and Nix builds the path itself. Upstream
+// narinfo answers are cached, coalesced and skipped for upstreams whose
+// circuit breaker is open (health.go), so the check costs a miss a few
+// milliseconds, not an upstream's timeout.
+//
+// # NARs: verify first, or hash while streaming
 //
 // For /nar/ the node resolves the path again (the verdict may have changed)
 // and then tries, in order: its own store, if it has the path, then the
-// configured upstreams, raced: all are asked for their narinfo at once, and
-// those that answer first are tried first. An upstream's narinfo is parsed
-// strictly and its NarHash, NarSize and References must equal the agreed
-// ones, or the upstream is skipped and counted. The NAR is decompressed (xz,
-// zstd, bzip2 or none), hashed and counted as it is relayed, with
-// Content-Length set to the agreed NarSize; the last chunk read is always
-// held back until the byte count equals NarSize and the SHA-256 equals
-// NarHash. On a mismatch, an overrun, a stall or a timeout the connection is
-// cut, so Nix sees a short body and rejects it: a bad NAR never reaches Nix
-// complete. An upstream that fails before a byte was sent is replaced by the
-// next one.
+// configured upstreams, raced: all are asked for their narinfo at once (or
+// answer from the cache), and those that answer first are tried first. An
+// upstream's narinfo is parsed strictly and its NarHash, NarSize and
+// References must equal the agreed ones, or the upstream is skipped and
+// counted, even when it answers after another upstream already served the
+// NAR. The NAR is decompressed (xz, zstd, bzip2 or none), hashed and
+// counted as it is read.
+//
+// A NAR up to Limits.VerifyFirstMax is received whole and verified before
+// its first byte is sent (spool.go): a bad source is replaced by the next
+// one and the client never notices. A larger NAR is relayed as it arrives,
+// with Content-Length set to the agreed NarSize; the last chunk read is
+// always held back until the byte count equals NarSize and the SHA-256
+// equals NarHash. On a mismatch, an overrun, a stall or a timeout the
+// connection is cut, so Nix sees a short body and rejects it: a bad NAR
+// never reaches Nix complete. When no source delivers, the 502 names each
+// upstream's failure.
 //
 // Every upstream is bounded: a narinfo timeout and size limit
 // (narinfo.MaxSize), a whole-request timeout (config.Upstream.Timeout), a
 // stall timeout that only progress of Limits.ProgressBytes resets (so a
 // 1-byte-per-second drip is cut after StallTimeout), a cap on compressed
-// bytes, and a bound on concurrent requests.
+// bytes, and a bound on concurrent requests. A client that hangs up is
+// counted as such, never against the upstream it was being served from.
 //
 // # NAR cache
 //
@@ -72,6 +90,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -112,10 +131,12 @@ type VersionedDecider interface {
 
 // Limits bound what one request may cost. Zero fields take the defaults.
 type Limits struct {
-	// NarinfoTimeout bounds fetching one upstream narinfo. Default 10s.
+	// NarinfoTimeout bounds fetching one upstream narinfo, for upstreams
+	// that do not set their own. Default config.DefaultNarinfoTimeout (5s).
 	NarinfoTimeout time.Duration
 	// StallTimeout cuts an upstream NAR that delivers less than
-	// ProgressBytes within this time. Default 30s.
+	// ProgressBytes within this time, for upstreams that do not set their
+	// own. Default config.DefaultStallTimeout (30s).
 	StallTimeout time.Duration
 	// ProgressBytes is the progress that resets the stall timer. Default 64 KiB.
 	ProgressBytes int64
@@ -124,14 +145,38 @@ type Limits struct {
 	RequestTimeout time.Duration
 	// PerUpstream bounds concurrent requests to one upstream. Default 32.
 	PerUpstream int
+
+	// FoundTTL is how long an upstream's narinfo is reused. Default 10m.
+	FoundTTL time.Duration
+	// MissTTL is how long an upstream's 404 for a narinfo is reused: a
+	// path pushed to an upstream is served at most this long after.
+	// Default 30s.
+	MissTTL time.Duration
+	// BreakerBackoff is how long an upstream that just timed out, could
+	// not be reached, stalled or answered 5xx is skipped; it doubles with
+	// each failure in a row up to BreakerMaxBackoff. Defaults 1s and 1m.
+	BreakerBackoff, BreakerMaxBackoff time.Duration
+
+	// VerifyFirstMax is the largest NAR that is received and verified
+	// whole before its first byte is sent (relay.go): up to it, a bad
+	// source is replaced by the next one without the client noticing.
+	// Larger NARs stream with the last chunk held back. Default 1 GiB;
+	// negative turns verifying first off.
+	VerifyFirstMax int64
+	// MemorySpoolMax is the largest NAR verified first in memory; larger
+	// ones go to a temporary file in SpoolDir. Default 1 MiB.
+	MemorySpoolMax int64
+	// SpoolDir holds NARs being verified before they are sent. Default
+	// os.TempDir().
+	SpoolDir string
 }
 
 func (l *Limits) defaults() {
 	if l.NarinfoTimeout == 0 {
-		l.NarinfoTimeout = 10 * time.Second
+		l.NarinfoTimeout = config.DefaultNarinfoTimeout
 	}
 	if l.StallTimeout == 0 {
-		l.StallTimeout = 30 * time.Second
+		l.StallTimeout = config.DefaultStallTimeout
 	}
 	if l.ProgressBytes == 0 {
 		l.ProgressBytes = 64 << 10
@@ -141,6 +186,27 @@ func (l *Limits) defaults() {
 	}
 	if l.PerUpstream == 0 {
 		l.PerUpstream = 32
+	}
+	if l.FoundTTL == 0 {
+		l.FoundTTL = 10 * time.Minute
+	}
+	if l.MissTTL == 0 {
+		l.MissTTL = 30 * time.Second
+	}
+	if l.BreakerBackoff == 0 {
+		l.BreakerBackoff = time.Second
+	}
+	if l.BreakerMaxBackoff == 0 {
+		l.BreakerMaxBackoff = time.Minute
+	}
+	if l.VerifyFirstMax == 0 {
+		l.VerifyFirstMax = 1 << 30
+	}
+	if l.MemorySpoolMax == 0 {
+		l.MemorySpoolMax = 1 << 20
+	}
+	if l.SpoolDir == "" {
+		l.SpoolDir = os.TempDir()
 	}
 }
 
@@ -152,7 +218,8 @@ type Options struct {
 	// Default 40, as cache.nixos.org.
 	Priority int
 	// Upstreams are binary caches and peers NAR bytes may come from.
-	// Timeout defaults to 5m when zero.
+	// Zero timeouts take config's defaults (Limits for the narinfo and
+	// stall timeouts).
 	Upstreams []config.Upstream
 	// Store, if set, is the root of a Nix store on this machine ("/" for
 	// /nix/store, or a chroot store) tried before the upstreams.
@@ -202,6 +269,8 @@ type Server struct {
 	// verdicts caches the quorum's answer by hash part, valid while a
 	// VersionedDecider's version is unchanged (quorum in resolve.go).
 	verdicts *lru.Cache[string, quorumAnswer]
+	// lookups caches and coalesces upstream narinfo requests (health.go).
+	lookups lookups
 }
 
 // New checks opts and returns a Server.
@@ -223,8 +292,7 @@ func New(opts Options) (*Server, error) {
 			IdleConnTimeout:     90 * time.Second,
 			// Upstreams serve compressed NARs; Go must not add its own
 			// transparent gzip layer.
-			DisableCompression:    true,
-			ResponseHeaderTimeout: opts.Limits.NarinfoTimeout,
+			DisableCompression: true,
 		}}
 	}
 	if opts.Logger == nil {
@@ -276,7 +344,9 @@ func New(opts Options) (*Server, error) {
 			return nil, err
 		}
 		s.upstreams = append(s.upstreams, up)
+		s.metrics.upstreamUp.WithLabelValues(up.name).Set(1)
 	}
+	s.lookups.entries = map[lookupKey]*lookup{}
 	s.sigs, _ = lru.New[string, string](1 << 16)
 	s.selfCertified, _ = lru.New[string, *expectation](1 << 14)
 	s.realised, _ = lru.New[string, string](1 << 14)
@@ -346,9 +416,15 @@ func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) boo
 
 // refuse answers with status and a one-line reason, in the body and in
 // X-Vouch-Refusal, and logs it: every refusal is visible to the user who
-// wonders why Nix built a path itself.
+// wonders why Nix built a path itself. A 404 is routine (Nix asks every
+// cache for every path) and logged at debug level; the counts are in
+// /metrics. Failures to deliver an agreed NAR are warnings.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, code, reason string) {
-	s.log.Info("refused", "path", r.URL.Path, "status", status, "code", code, "reason", reason)
+	level := s.log.Debug
+	if status >= 500 {
+		level = s.log.Warn
+	}
+	level("refused", "path", r.URL.Path, "status", status, "code", code, "reason", reason)
 	h := w.Header()
 	h.Del("Content-Length")
 	h.Set("Content-Type", "text/plain; charset=utf-8")
@@ -368,6 +444,17 @@ func (s *Server) serveNarinfo(w http.ResponseWriter, r *http.Request, hashPart s
 	exp, code, reason := s.resolve(r.Context(), hashPart)
 	if exp == nil {
 		s.refuse(w, r, http.StatusNotFound, code, reason)
+		return
+	}
+	// A narinfo promises a NAR. Nix, whose fallback is off by default,
+	// fails the build when the NAR then does not come; a 404 makes it
+	// build the path itself.
+	if ok, why := s.findSource(r.Context(), hashPart, exp); !ok {
+		if r.Context().Err() != nil {
+			return // the client left; nothing was decided
+		}
+		s.metrics.noSource.Inc()
+		s.refuse(w, r, http.StatusNotFound, "no-source", "agreed, but no source has this NAR yet, so Nix should build it: "+why)
 		return
 	}
 	b := s.narinfoFor(exp)

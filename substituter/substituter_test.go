@@ -152,7 +152,8 @@ func get(t testing.TB, url string) (int, http.Header, []byte, error) {
 func TestNarinfoIsBuiltFromTheAgreementOnly(t *testing.T) {
 	w := getWorld(t)
 	key := nixKey(t)
-	_, n := node(t, w.decider("b"), key, Limits{})
+	up := cacheServer(t, w.caches["xz"])
+	_, n := node(t, w.decider("b"), key, Limits{}, up.URL)
 	code, hdr, body, _ := get(t, n.URL+"/"+claim.HashPart(w.paths["b"])+".narinfo")
 	if code != 200 || hdr.Get("Content-Type") != "text/x-nix-narinfo" {
 		t.Fatalf("narinfo: %d %s", code, hdr.Get("Content-Type"))

@@ -24,12 +24,15 @@ import (
 // says is believed: its narinfo must match the expectation, and its NAR is
 // verified as it streams.
 type upstream struct {
-	name    string // the configured URL, for logs and metric labels
-	base    *url.URL
-	timeout time.Duration // whole NAR request
-	client  *http.Client
-	limits  Limits
-	slots   chan struct{} // bounds concurrent requests
+	name           string // the configured URL, for logs and metric labels
+	base           *url.URL
+	timeout        time.Duration // whole NAR request
+	narinfoTimeout time.Duration // one narinfo request
+	stallTimeout   time.Duration // NAR progress of Limits.ProgressBytes
+	client         *http.Client
+	limits         Limits
+	slots          chan struct{} // bounds concurrent requests
+	health         breaker
 	// penaltyUntil (Unix nanoseconds) puts an upstream whose NAR failed
 	// verification at the back of the queue for a while.
 	penaltyUntil atomic.Int64
@@ -47,18 +50,26 @@ func newUpstream(c config.Upstream, client *http.Client, limits Limits) (*upstre
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("substituter: upstream %q is not an http(s) URL", c.URL)
 	}
-	timeout := c.Timeout.Duration
-	if timeout == 0 {
-		timeout = 5 * time.Minute
+	up := &upstream{
+		name:           c.URL,
+		base:           u,
+		timeout:        c.Timeout.Duration,
+		narinfoTimeout: c.NarinfoTimeout.Duration,
+		stallTimeout:   c.StallTimeout.Duration,
+		client:         client,
+		limits:         limits,
+		slots:          make(chan struct{}, limits.PerUpstream),
 	}
-	return &upstream{
-		name:    c.URL,
-		base:    u,
-		timeout: timeout,
-		client:  client,
-		limits:  limits,
-		slots:   make(chan struct{}, limits.PerUpstream),
-	}, nil
+	if up.timeout == 0 {
+		up.timeout = config.DefaultUpstreamTimeout
+	}
+	if up.narinfoTimeout == 0 {
+		up.narinfoTimeout = limits.NarinfoTimeout
+	}
+	if up.stallTimeout == 0 {
+		up.stallTimeout = limits.StallTimeout
+	}
+	return up, nil
 }
 
 // acquire takes one of the upstream's request slots, waiting no longer
@@ -129,12 +140,12 @@ func (u *upstream) get(ctx context.Context, path string) (*http.Response, error)
 // narinfo fetches and strictly parses the upstream's narinfo for hashPart,
 // within the narinfo timeout and size limit.
 func (u *upstream) narinfo(ctx context.Context, hashPart string) (*narinfo.NarInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, u.narinfoTimeout)
+	defer cancel()
 	if err := u.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer u.release()
-	ctx, cancel := context.WithTimeout(ctx, u.limits.NarinfoTimeout)
-	defer cancel()
 	resp, err := u.get(ctx, hashPart+".narinfo")
 	if err != nil {
 		return nil, err
@@ -174,36 +185,6 @@ func relativeURL(s string) bool {
 	return true
 }
 
-// narinfoResult is one upstream's answer in a race.
-type narinfoResult struct {
-	up   *upstream
-	info *narinfo.NarInfo
-	err  error
-}
-
-// raceNarinfos asks every upstream for hashPart's narinfo at once and
-// yields the answers as they arrive. The channel closes when all answered
-// or ctx ended; abandoning it early is fine once ctx is cancelled.
-func (s *Server) raceNarinfos(ctx context.Context, hashPart string) <-chan narinfoResult {
-	out := make(chan narinfoResult, len(s.upstreams))
-	var wg sync.WaitGroup
-	for _, up := range s.upstreams {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			start := time.Now()
-			ni, err := up.narinfo(ctx, hashPart)
-			s.metrics.upstreamSeconds.WithLabelValues(up.name, "narinfo").Observe(time.Since(start).Seconds())
-			if err != nil && ctx.Err() == nil {
-				s.upstreamFailed(up, reasonOf(ctx, err), hashPart, err)
-			}
-			out <- narinfoResult{up: up, info: ni, err: err}
-		}()
-	}
-	go func() { wg.Wait(); close(out) }()
-	return out
-}
-
 // upstreamFailed counts and logs one upstream failure. A missing path is
 // counted but logged at debug level: most upstreams lack most paths.
 func (s *Server) upstreamFailed(up *upstream, reason, hashPart string, err error) {
@@ -224,7 +205,12 @@ func (u *upstream) openNAR(ctx context.Context, ni *narinfo.NarInfo, narSize uin
 		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
+	// The stall timer covers the wait for the response headers too.
+	headersLate := time.AfterFunc(u.stallTimeout, cancel)
 	resp, err := u.get(ctx, ni.URL)
+	if !headersLate.Stop() && err != nil {
+		err = failure("stall", "no response headers within %s", u.stallTimeout)
+	}
 	if err != nil {
 		cancel()
 		u.release()
@@ -233,7 +219,7 @@ func (u *upstream) openNAR(ctx context.Context, ni *narinfo.NarInfo, narSize uin
 	// Compressed data is never much larger than what it encodes; anything
 	// beyond this is padding or an attack.
 	maxCompressed := int64(narSize + narSize/4 + 1<<20)
-	raw := newWatchdog(ctx, resp.Body, cancel, u.limits.StallTimeout, u.limits.ProgressBytes, maxCompressed)
+	raw := newWatchdog(ctx, resp.Body, cancel, u.stallTimeout, u.limits.ProgressBytes, maxCompressed)
 	var dec io.Reader
 	var decClose func()
 	switch c := ni.EffectiveCompression(); c {

@@ -47,7 +47,7 @@ func (v *versionedDecider) set(subject string, vd verdict.Verdict) {
 func TestVerdictReusedOnlyWhileTheVersionHolds(t *testing.T) {
 	w := getWorld(t)
 	d := &versionedDecider{d: w.decider("a")}
-	_, n := node(t, d, nixKey(t), Limits{})
+	_, n := node(t, d, nixKey(t), Limits{}, cacheServer(t, w.caches["none"]).URL)
 	narinfoOf := func(name string) int {
 		code, _, _, err := get(t, n.URL+"/"+claim.HashPart(w.paths[name])+".narinfo")
 		if err != nil {
