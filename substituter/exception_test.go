@@ -18,7 +18,7 @@ func TestExceptionIsCounted(t *testing.T) {
 	d.verdicts[p] = verdict.Verdict{Kind: claim.KindNix, Subject: p, Outcome: verdict.Trusted, Value: w.claims["noise"],
 		Reason:    "only 1 of 3 builders agree; exception for name noise admits it",
 		Exception: &verdict.ExceptionUse{Match: "name noise", Rule: "b1", Reason: "embeds the build time"}}
-	s, n := node(t, d, nixKey(t), Limits{})
+	s, n := node(t, d, nixKey(t), Limits{}, cacheServer(t, w.caches["none"]).URL) // a source for the NARs: agreed paths without one are not advertised
 	for _, name := range []string{"b", "noise"} {
 		if code, _, body, _ := get(t, n.URL+"/"+claim.HashPart(w.paths[name])+".narinfo"); code != 200 {
 			t.Fatalf("%s: %d %s", name, code, body)
