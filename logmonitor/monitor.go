@@ -46,7 +46,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -217,20 +216,7 @@ func (r *tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 func (r *tileReader) SaveTiles([]tlog.Tile, [][]byte) {}
 
 func (r *tileReader) get(path string) ([]byte, int, error) {
-	req, err := http.NewRequestWithContext(r.ctx, http.MethodGet, r.base+path, nil)
-	if err != nil {
-		return nil, 0, err
-	}
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, resp.StatusCode, nil
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 256*tlog.HashSize+1))
-	return b, resp.StatusCode, err
+	return r.getLimit(path, 256*tlog.HashSize)
 }
 
 // ReadPin reads a pinned checkpoint file and verifies it with vkey: it
