@@ -309,3 +309,24 @@ func httpGet(url string) ([]byte, error) {
 	}
 	return []byte(readAll(resp.Body)), nil
 }
+
+// TestSubmitClosureReadsTheDaemonsStore: vouch submit --closure without
+// --store reads the closure from the store the running daemon logs from
+// (a chroot store here), and logs every path of it.
+func TestSubmitClosureReadsTheDaemonsStore(t *testing.T) {
+	state, store := t.TempDir(), t.TempDir()
+	d := startDaemon(t, state, store)
+	c := nixBuild(t, store, "", nil, "c")[0]
+	out, code := vouch(t, "submit", "--closure", "--state", state, c)
+	if code != 0 {
+		t.Fatalf("vouch submit --closure: exit %d\n%s", code, out)
+	}
+	_, claims := waitForClaims(t, d, 3) // c, b and a
+	got := map[string]bool{}
+	for _, cl := range claims {
+		got[cl.Subject[len("/nix/store/")+33:]] = true
+	}
+	if !got["a"] || !got["b"] || !got["c"] {
+		t.Errorf("logged %v, want a, b and c", got)
+	}
+}

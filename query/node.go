@@ -40,6 +40,7 @@ type NodeInfo struct {
 	Listen  string    `json:"listen"`           // the address the node listens on
 	PID     int       `json:"pid"`              // its process id, for messages
 	Config  string    `json:"config,omitempty"` // its config file, for messages
+	Store   string    `json:"store,omitempty"`  // the Nix store it logs from (vouch submit --closure reads the same one)
 	Policy  string    `json:"policy"`           // config.PolicyFingerprint of its config
 	Started time.Time `json:"started"`
 	// Secret is random, new at each start: the key of HeaderProof.
@@ -56,7 +57,7 @@ func NewNodeInfo(cfg *config.Config) (*NodeInfo, error) {
 	if _, err := rand.Read(secret); err != nil {
 		return nil, err
 	}
-	return &NodeInfo{PID: os.Getpid(), Config: cfg.Path, Policy: cfg.PolicyFingerprint(), Started: time.Now().UTC(), Secret: hex.EncodeToString(secret)}, nil
+	return &NodeInfo{PID: os.Getpid(), Config: cfg.Path, Store: cfg.Store, Policy: cfg.PolicyFingerprint(), Started: time.Now().UTC(), Secret: hex.EncodeToString(secret)}, nil
 }
 
 // WriteNodeFile records info in state (mode 0600, replaced atomically) and

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vouch-dev/vouch/claim"
 	"github.com/vouch-dev/vouch/nixstore"
+	"github.com/vouch-dev/vouch/query"
 	"github.com/vouch-dev/vouch/submit"
 )
 
@@ -52,7 +53,15 @@ func runSubmit(args []string) int {
 		paths = append(paths, p)
 	}
 	if *closure {
-		st := nixstore.Store{Root: cfg.Store}
+		// The closure is read from the store the daemon logs from: the
+		// one --store names, else the running daemon's own.
+		root := cfg.Store
+		if *nf.store == "" {
+			if info, err := query.ReadNodeFile(cfg.State); err == nil && info.Store != "" {
+				root = info.Store
+			}
+		}
+		st := nixstore.Store{Root: root}
 		seen := map[string]bool{}
 		var all []string
 		for _, p := range paths {
