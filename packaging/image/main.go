@@ -178,4 +178,3 @@ func build(binary, certs, arch string, t time.Time, version, revision string) (v
 	cf.History = []v1.History{{Created: v1.Time{Time: t}, CreatedBy: "packaging/image", Comment: "vouch " + version}}
 	return mutate.ConfigFile(img, cf)
 }
-
