@@ -95,11 +95,13 @@ unshare --mount --propagation private -- sh -c '
 	$exec_start >"$tmp/serve.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
-	[ -s "$ci/state/listen.addr" ] && break
+	[ -s "$ci/state/node.json" ] && break
 	kill -0 "$pid" 2>/dev/null || { cat "$tmp/serve.log"; fail "vouch serve exited"; }
 	sleep 0.1
 done
-addr=$(cat "$ci/state/listen.addr") || { cat "$tmp/serve.log"; fail "vouch serve did not record its address"; }
+# A serving node records its address in STATE/node.json (package query).
+addr=$(sed -n 's/.*"listen": *"\([^"]*\)".*/\1/p' "$ci/state/node.json" 2>/dev/null)
+[ -n "$addr" ] || { cat "$tmp/serve.log"; fail "vouch serve did not record its address"; }
 checkpoint=$(curl -fsS "http://$addr/log/checkpoint") || { cat "$tmp/serve.log"; fail "GET /log/checkpoint failed"; }
 [ "$(head -1 <<<"$checkpoint")" = ci-builder ] || fail "the checkpoint's origin is not ci-builder: $checkpoint"
 /usr/bin/vouch log verify "http://$addr/log/" "$(cat "$ci/keys/ci-builder.vkey")"
@@ -168,7 +170,7 @@ for role in follower witness; do
 	rpid=$!
 	started=no
 	for _ in $(seq 1 100); do
-		[ -s "$ci/$role/listen.addr" ] && started=yes && break
+		[ -s "$ci/$role/node.json" ] && started=yes && break
 		kill -0 "$rpid" 2>/dev/null || { cat "$tmp/$role.log"; fail "the $role example does not start"; }
 		sleep 0.1
 	done
