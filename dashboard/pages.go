@@ -688,7 +688,7 @@ func parseQuery(q string) (exact []kindSubject, byToken [][2]string, note string
 		}
 		return nil, [][2]string{{"output", q}}, "Taken as a NAR hash."
 	}
-	if validPackageName(q) {
+	if validPackageName(q) && packageName(q) != "" {
 		return nil, [][2]string{{"name", packageName(q)}}, "Taken as a package name."
 	}
 	return nil, nil, "Not a package name, store path, subject, hash part, NAR hash or digest."
