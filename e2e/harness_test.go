@@ -81,6 +81,7 @@ func run(m *testing.M) int {
 		fmt.Println("e2e:", err)
 		return 1
 	}
+	defer runAtExit()
 	return m.Run()
 }
 

@@ -97,16 +97,45 @@ func buildWorld4(t *testing.T) *world4 {
 }
 
 // persistentT keeps daemons of the shared world alive past the first test:
-// their Cleanup is dropped (the processes end with the test binary).
+// their Cleanup runs when the test binary ends (TestMain), not with that
+// test, and what goes wrong then is printed, as no test is left to fail.
 type persistentT struct{ *testing.T }
 
-func (p *persistentT) Cleanup(func()) {}
+func (p *persistentT) Cleanup(f func()) { atExit(f) }
+
+func (p *persistentT) Errorf(format string, args ...any) {
+	fmt.Printf("e2e: shared world: "+format+"\n", args...)
+}
+
+var (
+	atExitMu    sync.Mutex
+	atExitFuncs []func()
+)
+
+// atExit registers f to run after every test, last registered first.
+func atExit(f func()) {
+	atExitMu.Lock()
+	defer atExitMu.Unlock()
+	atExitFuncs = append(atExitFuncs, f)
+}
+
+// runAtExit stops what the shared worlds started and removes their files.
+func runAtExit() {
+	atExitMu.Lock()
+	fs := atExitFuncs
+	atExitFuncs = nil
+	atExitMu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
+}
 
 func mustTempDir(prefix string) string {
 	d, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		panic(err)
 	}
+	atExit(func() { makeWritable(d); os.RemoveAll(d) })
 	return d
 }
 
