@@ -95,16 +95,21 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// Pending lists the spooled jobs, oldest first. Unreadable or malformed job
-// files are returned as errors alongside the good jobs and left in place
-// (renamed to .bad) for an operator to inspect.
-func (s Spool) Pending() ([]Job, []error) {
+// Len is the number of jobs waiting in the spool, without reading them.
+func (s Spool) Len() (int, error) {
+	names, err := s.jobFiles()
+	return len(names), err
+}
+
+// jobFiles returns the names of the spool's job files, oldest first (a
+// missing spool directory holds none).
+func (s Spool) jobFiles() ([]string, error) {
 	ents, err := os.ReadDir(s.Dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, []error{err}
+		return nil, err
 	}
 	var names []string
 	for _, e := range ents {
@@ -113,6 +118,17 @@ func (s Spool) Pending() ([]Job, []error) {
 		}
 	}
 	sort.Strings(names)
+	return names, nil
+}
+
+// Pending lists the spooled jobs, oldest first. Unreadable or malformed job
+// files are returned as errors alongside the good jobs and left in place
+// (renamed to .bad) for an operator to inspect.
+func (s Spool) Pending() ([]Job, []error) {
+	names, err := s.jobFiles()
+	if err != nil {
+		return nil, []error{err}
+	}
 	var jobs []Job
 	var errs []error
 	for _, n := range names {

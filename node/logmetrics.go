@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vouch-dev/vouch/buildlog"
 	"github.com/vouch-dev/vouch/claim"
+	"github.com/vouch-dev/vouch/hook"
 )
 
 // meteredLog is the builder's log as its two writers (the submit socket
@@ -41,16 +40,7 @@ func newMeteredLog(l *buildlog.Log, logger *slog.Logger, reg prometheus.Register
 		Name: "vouch_builder_spool_jobs",
 		Help: "Post-build hook events queued in the spool, not yet logged (the builder was down, or the paths are being hashed).",
 	}, func() float64 {
-		entries, err := os.ReadDir(spoolDir)
-		if err != nil {
-			return 0
-		}
-		n := 0
-		for _, e := range entries {
-			if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".job") { // hook.Spool's jobs
-				n++
-			}
-		}
+		n, _ := hook.Spool{Dir: spoolDir}.Len()
 		return float64(n)
 	})
 	for _, c := range []prometheus.Collector{m.appends, m.latency, spool} {
