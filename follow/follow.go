@@ -588,12 +588,11 @@ func (s *logSyncer) fetchBatch(ctx context.Context, cp *index.Checkpoint, from, 
 
 	// The bundles, a few at a time.
 	type bundle struct {
-		n       uint64
-		path    string
-		data    []byte
-		entries [][]byte
-		full    bool // the full bundle, read in place of a partial one
-		err     error
+		n    uint64
+		path string
+		data []byte
+		full bool // the full bundle, read in place of a partial one
+		err  error
 	}
 	var bundles []*bundle
 	for n := from / 256; n*256 < to; n++ {

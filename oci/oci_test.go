@@ -52,12 +52,11 @@ func registries(t *testing.T, f func(t *testing.T, host string)) {
 // the same source, and a tag "stable" that points at an older image.
 type scenario struct {
 	*world
-	repo      name.Repository
-	d, d2     name.Digest
-	old       name.Digest
-	stable    name.Tag
-	stateDir  string
-	candidate func(b *Build) *Build
+	repo     name.Repository
+	d, d2    name.Digest
+	old      name.Digest
+	stable   name.Tag
+	stateDir string
 }
 
 func newScenario(t *testing.T, host, repoName string) *scenario {

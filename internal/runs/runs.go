@@ -36,8 +36,6 @@ const (
 	MaxIndex = 1<<40 - 1
 )
 
-func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
-
 // Put appends the record (h[:8], n) to dst.
 func Put(dst []byte, h []byte, n uint64) []byte {
 	dst = append(dst, h[:8]...)
